@@ -1,0 +1,140 @@
+# -*- coding: utf-8 -*-
+# Copyright: graceful.uwsgi contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read the few options the reload needs from a vassal's ini file.
+
+Only what ``vassal_reload`` needs: the master FIFO (to block the vassal's
+subscriptions while it drains), its log file (to show the tail of a failed
+reload) and its own stats socket (to report worker pids).  uWSGI's magic
+variables ``%n %s %d %p %e %c %%`` and ``%(name)`` references to earlier
+options or ``set-placeholder`` values are expanded; anything fancier
+(``@(...)`` readers, environment ``$(...)``) is expanded for ``$(VAR)``
+only, and a value that still holds an unresolved ``%(`` is ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Dict, List, Optional
+
+_PLACEHOLDER = re.compile(r"%\(([^)]+)\)")
+_ENV = re.compile(r"\$\(([^)]+)\)")
+
+
+def magic_variables(path: str) -> Dict[str, str]:
+    """uWSGI's one-letter magic variables for a config file path."""
+    path = os.path.abspath(path)
+    directory = os.path.dirname(path)
+    base = os.path.basename(path)
+    name, ext = os.path.splitext(base)
+    return {
+        "n": name,
+        "s": base,
+        "p": path,
+        "d": directory + "/",
+        "e": ext,
+        "c": os.path.basename(directory),
+        "%": "%",
+    }
+
+
+def expand(value: str, path: str, options: Optional[Dict[str, str]] = None,
+           environ: Optional[Dict[str, str]] = None) -> str:
+    """Expand uWSGI placeholders in ``value`` as uWSGI would for ``path``."""
+    magic = magic_variables(path)
+    options = options or {}
+    environ = os.environ if environ is None else environ
+
+    def env_sub(match: "re.Match[str]") -> str:
+        return environ.get(match.group(1), match.group(0))
+
+    def ph_sub(match: "re.Match[str]") -> str:
+        return options.get(match.group(1), match.group(0))
+
+    value = _ENV.sub(env_sub, value)
+    value = _PLACEHOLDER.sub(ph_sub, value)
+    out = []
+    i = 0
+    while i < len(value):
+        char = value[i]
+        if char == "%" and i + 1 < len(value) and value[i + 1] in magic:
+            out.append(magic[value[i + 1]])
+            i += 2
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def read_uwsgi_options(path: str, section: str = "uwsgi") -> Dict[str, List[str]]:
+    """Parse the ``[uwsgi]`` section of an ini file into ``option -> values``.
+
+    uWSGI allows an option to repeat, so every option maps to a list, in
+    file order, with placeholders expanded.
+    """
+    with open(path, "r", encoding="utf-8", errors="replace") as handle:
+        lines = handle.read().splitlines()
+    result: Dict[str, List[str]] = {}
+    placeholders: Dict[str, str] = {}
+    current = None
+    for raw in lines:
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1].strip()
+            continue
+        if current != section or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip()
+        value = expand(value.strip(), path, placeholders)
+        if key in ("set-placeholder", "set-ph") and "=" in value:
+            ph_key, _, ph_value = value.partition("=")
+            placeholders[ph_key.strip()] = ph_value.strip()
+            continue
+        placeholders.setdefault(key, value)
+        result.setdefault(key, []).append(value)
+    return result
+
+
+def first_option(options: Dict[str, List[str]], *names: str) -> Optional[str]:
+    """The first resolved value among ``names`` (in the order given)."""
+    for name in names:
+        for value in options.get(name, []):
+            if value and "%(" not in value:
+                return value
+    return None
+
+
+def master_fifo(path: str) -> Optional[str]:
+    """The vassal's first master FIFO (slot 0), if it has one."""
+    return first_option(read_uwsgi_options(path), "master-fifo")
+
+
+def log_file(path: str) -> Optional[str]:
+    """Where the vassal logs, if it logs to a file."""
+    value = first_option(read_uwsgi_options(path), "logto", "logto2", "daemonize", "daemonize2")
+    if value and value.startswith("/"):
+        return value
+    return None
+
+
+def stats_socket(path: str) -> Optional[str]:
+    """The vassal's own stats socket, if it has one."""
+    return first_option(read_uwsgi_options(path), "stats", "stats-server")
+
+
+def tail(path: str, lines: int = 20, max_bytes: int = 16384) -> List[str]:
+    """The last ``lines`` lines of a file, reading at most ``max_bytes``."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except OSError:
+        return []
+    text = data.decode("utf-8", errors="replace").splitlines()
+    return text[-lines:]
