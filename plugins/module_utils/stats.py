@@ -64,9 +64,6 @@ def parse_address(address: str) -> Tuple[int, Address]:
 def read_raw(address: str, timeout: float = 5.0) -> bytes:
     """Connect to a stats server and return everything it sends."""
     family, sockaddr = parse_address(address)
-    if family == socket.AF_UNIX and isinstance(sockaddr, str) and not sockaddr.startswith("\0"):
-        if not os.path.exists(sockaddr):
-            raise StatsError(address, "missing", "no such file (is the uWSGI instance running, and is the path right?)")
     deadline = time.monotonic() + timeout
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:

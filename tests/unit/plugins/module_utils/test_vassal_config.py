@@ -1,0 +1,62 @@
+"""Reading master-fifo, logto and stats from vassal files, with uWSGI placeholders."""
+
+from __future__ import annotations
+
+from ansible_collections.graceful.uwsgi.plugins.module_utils import vassal_config
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_magic_variables(tmp_path):
+    path = write(tmp_path, "shop_01.ini", "[uwsgi]\n")
+    magic = vassal_config.magic_variables(path)
+    assert magic["n"] == "shop_01" and magic["s"] == "shop_01.ini" and magic["e"] == ".ini"
+    assert magic["d"] == str(tmp_path) + "/" and magic["c"] == tmp_path.name
+
+
+def test_options_with_placeholders(tmp_path):
+    path = write(tmp_path, "shop_01.ini", """
+[other]
+master-fifo = /wrong/%n.fifo
+[uwsgi]
+; comment
+set-placeholder = run=/run/uwsgi/app
+socket = %(run)/%n.sock
+master-fifo = %(run)/%n.fifo
+master-fifo = /second/%n.fifo
+logto = /var/log/uwsgi/app/%n.log
+stats = %(run)/%n.stats
+env = HOME=$(NO_SUCH_VAR_HERE)
+hook-accepting1-once = writefifo:%(run)/%n.fifo S
+percent = 100%%
+""")
+    options = vassal_config.read_uwsgi_options(path)
+    assert options["socket"] == ["/run/uwsgi/app/shop_01.sock"]
+    assert options["master-fifo"] == ["/run/uwsgi/app/shop_01.fifo", "/second/shop_01.fifo"]
+    assert options["percent"] == ["100%"]
+    assert options["env"] == ["HOME=$(NO_SUCH_VAR_HERE)"]
+    assert vassal_config.master_fifo(path) == "/run/uwsgi/app/shop_01.fifo"
+    assert vassal_config.log_file(path) == "/var/log/uwsgi/app/shop_01.log"
+    assert vassal_config.stats_socket(path) == "/run/uwsgi/app/shop_01.stats"
+
+
+def test_missing_options(tmp_path):
+    path = write(tmp_path, "bare.ini", "[uwsgi]\nmodule = app\nlogto = relative.log\n")
+    assert vassal_config.master_fifo(path) is None
+    assert vassal_config.log_file(path) is None
+    assert vassal_config.stats_socket(path) is None
+
+
+def test_unresolved_placeholder_is_ignored(tmp_path):
+    path = write(tmp_path, "x.ini", "[uwsgi]\nmaster-fifo = %(nowhere)/%n.fifo\n")
+    assert vassal_config.master_fifo(path) is None
+
+
+def test_tail_is_bounded(tmp_path):
+    path = write(tmp_path, "log", "".join("line %d\n" % i for i in range(5000)))
+    assert vassal_config.tail(path, lines=3) == ["line 4997", "line 4998", "line 4999"]
+    assert vassal_config.tail(str(tmp_path / "missing")) == []
