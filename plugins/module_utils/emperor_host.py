@@ -206,13 +206,13 @@ def reload_emperor_vassals(host: EmperorHost, *, patterns: Optional[List[str]], 
                     host.check_fifo(name)
         out: Dict[str, Any] = {
             "plan": plan.as_dict(),
-            "skipped": skipped,
+            "skipped_vassals": skipped,
             "minimum_active": plan.minimum_active,
             "wave_size": plan.wave_size,
             "active_before": plan.active_before,
         }
         if check_mode or not plan.vassals:
-            out.update({"changed": bool(plan.vassals), "reloaded": [], "failed": [], "not_started": [],
+            out.update({"changed": bool(plan.vassals), "reloaded": [], "failed_vassals": [], "not_started": [],
                         "elapsed": 0.0, "lower_bound": 0.0, "min_active_observed": plan.active_before,
                         "active_after": plan.active_before, "events": []})
             return out

@@ -377,7 +377,8 @@ class Result:
     def as_dict(self) -> Dict[str, Any]:
         return {
             "reloaded": self.reloaded,
-            "failed": self.failed,
+            # "failed" and "skipped" are Ansible's own result flags.
+            "failed_vassals": self.failed,
             "not_started": self.not_started,
             "elapsed": round(self.elapsed, 3),
             "lower_bound": round(self.lower_bound, 3),
@@ -512,7 +513,7 @@ class Reloader:
         if flight.phase == "reloading":
             before = flight.before
             if vassal.cursed:
-                self._fail(flight, now, "the emperor cursed it (it did not stop in time)")
+                self._fail(flight, now, "it died while reloading or did not stop in time (the emperor cursed it)")
                 return
             if not flight.reload_seen and (vassal.respawns != before.respawns or vassal.last_mod != before.last_mod):
                 flight.reload_seen = True

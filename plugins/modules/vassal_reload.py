@@ -80,7 +80,7 @@ options:
     description:
       - A directory with new versions of the vassal files (same names). A vassal whose staged file
         differs from its live file is reloaded by moving the staged version into place after the
-        drain; vassals with an identical or no staged file are skipped (see RV(skipped)).
+        drain; vassals with an identical or no staged file are skipped (see RV(skipped_vassals)).
       - Without it every selected vassal is reloaded by touching its file.
     type: path
   minimum_active:
@@ -242,13 +242,16 @@ reloaded:
     reload_seconds:
       description: Seconds from the touch until it was back.
       type: float
-failed:
-  description: The vassals that did not come back, with why and the tail of their log.
+failed_vassals:
+  description:
+    - The vassals that did not come back, with why (C(error)), the C(phase) they failed in and the
+      tail of their log (C(log_tail)).
+    - Named C(failed_vassals) because C(failed) is Ansible's own result flag.
   returned: always
   type: list
   elements: dict
-skipped:
-  description: Selected vassals that were not reloaded and why (unchanged or not staged).
+skipped_vassals:
+  description: Selected vassals that were not reloaded and why (C(unchanged) or C(not staged)).
   returned: always
   type: list
   elements: dict
@@ -308,7 +311,7 @@ from ansible_collections.graceful.uwsgi.plugins.module_utils.vassal_reload impor
 def failure_message(result):
     """One message naming the failed vassals, their log tail and what runs now."""
     parts = []
-    for item in result["failed"]:
+    for item in result["failed_vassals"]:
         text = "vassal %s: %s" % (item["name"], item["error"])
         if item.get("log_tail"):
             text += "; last log lines: " + " | ".join(item["log_tail"][-5:])
@@ -380,7 +383,7 @@ def main():
             check_mode=module.check_mode, lock=lock)
     except (ReloadError, StatsError, LockTimeout) as exc:
         module.fail_json(msg=str(exc))
-    if result["failed"] or result.get("message"):
+    if result["failed_vassals"] or result.get("message"):
         module.fail_json(msg=failure_message(result), **result)
     module.exit_json(**result)
 
