@@ -55,6 +55,9 @@ CURRENT_TAG = "current"
 LABEL = "graceful-uwsgi-lab"
 LABEL_IMAGE = "graceful-uwsgi-lab.image"
 CLI_LABEL_VALUE = "cli"
+MOLECULE_LABEL_VALUE = "molecule"  # set by .config/molecule/config.yml
+MOLECULE_NETWORK = "graceful-uwsgi-molecule"
+MOLECULE_SUBNET = "10.213.51.0/24"  # the addresses in .config/molecule/config.yml
 CONTAINER_PREFIX = "graceful-uwsgi-lab-"
 NETWORK = "graceful-uwsgi-lab"
 DEFAULT_SUBNET = "10.213.50.0/24"
@@ -400,7 +403,7 @@ def prune_images(keep: set[str]) -> None:
 # network and containers
 
 
-def ensure_network(name: str, subnet: str) -> None:
+def ensure_network(name: str, subnet: str, owner: str = CLI_LABEL_VALUE) -> None:
     proc = podman("network", "inspect", name, check=False)
     if proc.returncode == 0:
         subnets = [s.get("subnet") for net in json.loads(proc.stdout) for s in net.get("subnets") or []]
@@ -408,12 +411,12 @@ def ensure_network(name: str, subnet: str) -> None:
             return
         say(f"network {name} has subnet {subnets}, not {subnet}: recreating it")
         podman("network", "rm", "-f", name)
-    podman("network", "create", "--subnet", subnet, "--label", f"{LABEL}={CLI_LABEL_VALUE}", name)
+    podman("network", "create", "--subnet", subnet, "--label", f"{LABEL}={owner}", name)
 
 
-def lab_containers() -> dict[str, dict]:
+def lab_containers(owner: str = CLI_LABEL_VALUE) -> dict[str, dict]:
     """The lab's containers by name, found by label (whatever their state)."""
-    proc = podman("ps", "-a", "--filter", f"label={LABEL}={CLI_LABEL_VALUE}", "--format", "json")
+    proc = podman("ps", "-a", "--filter", f"label={LABEL}={owner}", "--format", "json")
     return {c["Names"][0]: c for c in json.loads(proc.stdout or "[]")}
 
 
@@ -504,10 +507,10 @@ def write_inventory(hosts: list[Host], network: str, subnet: str) -> None:
     os.replace(tmp, INVENTORY)
 
 
-def down(network: str, images: bool) -> None:
+def down(network: str, images: bool, owner: str = CLI_LABEL_VALUE) -> None:
     preflight()
     with locked():
-        for name in sorted(lab_containers()):
+        for name in sorted(lab_containers(owner)):
             say(f"removing {name}")
             podman("rm", "-f", "-t", "5", name)
         if podman("network", "exists", network, check=False).returncode == 0:
@@ -518,8 +521,9 @@ def down(network: str, images: bool) -> None:
             for ref in podman("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split():
                 if ref.rpartition(":")[0] in (BASE_REPO, IMAGE_REPO):
                     podman("rmi", "-f", ref, check=False)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(INVENTORY)
+        if owner == CLI_LABEL_VALUE:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(INVENTORY)
 
 
 def status(hosts: list[Host], network: str) -> int:
@@ -560,12 +564,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     sub.add_parser("up", help="create the lab (idempotent) and write the inventory")
     down_parser = sub.add_parser("down", help="remove the lab's containers and network")
     down_parser.add_argument("--images", action="store_true", help="also remove the lab's images")
+    down_parser.add_argument("--molecule", action="store_true",
+                             help="remove what Molecule scenarios left (their containers and network) instead")
     sub.add_parser("status", help="show the lab's hosts")
     inventory_parser = sub.add_parser("inventory", help="write the inventory and print its path")
     inventory_parser.add_argument("--print", action="store_true", dest="show", help="print its content instead")
     sub.add_parser("image", help="build the host image if missing; print its name")
     sub.add_parser("probe", help="check podman's defaults; write the containers.conf override if needed")
     sub.add_parser("env", help="print KEY=VALUE lines of the environment the lab's podman needs")
+    sub.add_parser("molecule-env", help="prepare the image and network Molecule scenarios use; print their "
+                                        "environment as KEY=VALUE lines")
     return parser.parse_args(argv)
 
 
@@ -575,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         hosts = topology(args.routers, args.apps, args.subnet)
         if args.command == "up":
             up(hosts, NETWORK, args.subnet)
+        elif args.command == "down" and args.molecule:
+            down(MOLECULE_NETWORK, args.images, owner=MOLECULE_LABEL_VALUE)
         elif args.command == "down":
             down(NETWORK, args.images)
         elif args.command == "status":
@@ -595,6 +605,13 @@ def main(argv: list[str] | None = None) -> int:
             settings = read_env_file()
             print(f"CONTAINERS_CONF={settings['CONTAINERS_CONF']}" if settings else "podman's defaults work")
         elif args.command == "env":
+            for key, value in read_env_file().items():
+                print(f"{key}={value}")
+        elif args.command == "molecule-env":
+            with locked():
+                image = ensure_image()
+                ensure_network(MOLECULE_NETWORK, MOLECULE_SUBNET, owner=MOLECULE_LABEL_VALUE)
+            print(f"GRACEFUL_LAB_IMAGE={image}")
             for key, value in read_env_file().items():
                 print(f"{key}={value}")
     except LabError as exc:

@@ -1,0 +1,106 @@
+# graceful.uwsgi: set-up, lab, tests.  `make help` lists the targets.
+# Every target installs what it needs that is missing (apt packages, .venv).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT := $(CURDIR)
+PYTHON ?= python3
+VENV := $(ROOT)/.venv
+COLLECTIONS := $(ROOT)/.cache/collections
+COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/graceful/uwsgi
+LAB := $(ROOT)/lab/lab.py
+INVENTORY := $(ROOT)/lab/state/inventory.yml
+
+# The venv's tools first; graceful.uwsgi.* resolves from the working tree.
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+# podman's settings for this machine (CONTAINERS_CONF where its defaults fail),
+# written by `lab/lab.py probe`; read at run time, so prefix commands with it.
+LAB_ENV := set -a; [ ! -f lab/state/podman.env ] || . lab/state/podman.env; set +a;
+
+.PHONY: help deps venv collection-link setup demo test lint sanity build-check \
+	unit integration molecule lab-image lab-up lab-down lab-status changelog clean
+
+help:
+	@echo "make demo         install what is missing, build the lab (2 routers, 2 app boxes), show it"
+	@echo "make test         every test tier below, then a table of durations, results and counts"
+	@echo "  make lint         ansible-lint --profile production"
+	@echo "  make sanity       ansible-test sanity on the built collection (includes build-check)"
+	@echo "  make unit         pytest tests/unit"
+	@echo "  make integration  pytest tests/integration (real uWSGI on loopback)"
+	@echo "  make molecule     molecule test, every scenario under molecule/"
+	@echo "make build-check  build the tarball, install it, resolve graceful.uwsgi.* from it"
+	@echo "make lab-up | lab-down | lab-status | lab-image    the lab outside Molecule (LAB_APPS=3 for a third app box)"
+	@echo "make changelog    lint changelog fragments, regenerate CHANGELOG.rst"
+	@echo "make setup        apt packages + .venv + collection symlink (done by the targets above)"
+	@echo "make clean        remove the lab, the venv and caches"
+
+# ---- set-up ---------------------------------------------------------------
+
+deps:
+	@tools/deps.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@PYTHON=$(PYTHON) tools/venv.sh
+
+collection-link:
+	@mkdir -p $(dir $(COLLECTION_LINK))
+	@[ "$$(readlink $(COLLECTION_LINK))" = "$(ROOT)" ] || ln -sfn $(ROOT) $(COLLECTION_LINK)
+
+setup: deps venv collection-link
+
+# ---- the main job ---------------------------------------------------------
+
+demo: setup
+	@tools/demo.sh
+
+# ---- tests ----------------------------------------------------------------
+
+test: setup
+	@$(VENV)/bin/python tools/run-tiers.py
+
+lint: venv collection-link
+	ansible-lint
+
+sanity: venv
+	tools/sanity.sh
+
+build-check: venv
+	tools/build-check.sh
+
+unit: venv collection-link
+	tools/pytest-tier.sh tests/unit
+
+integration: deps venv collection-link
+	@$(LAB_ENV) tools/pytest-tier.sh tests/integration
+
+molecule: deps venv collection-link
+	tools/molecule.sh $(SCENARIO)
+
+# ---- lab ------------------------------------------------------------------
+
+lab-image: deps
+	$(PYTHON) $(LAB) image
+
+lab-up: deps venv collection-link
+	$(PYTHON) $(LAB) up
+
+lab-down:
+	$(PYTHON) $(LAB) down
+
+lab-status:
+	$(PYTHON) $(LAB) status
+
+# ---- housekeeping ---------------------------------------------------------
+
+changelog: venv
+	tools/changelog.sh
+
+clean:
+	-$(PYTHON) $(LAB) down
+	-$(PYTHON) $(LAB) down --molecule
+	rm -rf $(VENV) .cache lab/cache lab/state tests/output
