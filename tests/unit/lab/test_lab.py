@@ -1,0 +1,141 @@
+"""Unit tests of the lab CLI's pure parts: topology, inventory, podman probe, image keys."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tomllib
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+SPEC = importlib.util.spec_from_file_location("lab_cli", os.path.join(ROOT, "lab", "lab.py"))
+lab = importlib.util.module_from_spec(SPEC)
+sys.modules[SPEC.name] = lab  # dataclasses look their module up there
+SPEC.loader.exec_module(lab)
+
+
+def test_default_topology_has_two_routers_and_two_app_boxes():
+    hosts = lab.topology(2, 2)
+    assert [(h.name, h.group, h.ip) for h in hosts] == [
+        ("router1", "uwsgi_http_routers", "10.213.50.11"),
+        ("router2", "uwsgi_http_routers", "10.213.50.12"),
+        ("app1", "uwsgi_app_hosts", "10.213.50.21"),
+        ("app2", "uwsgi_app_hosts", "10.213.50.22"),
+    ]
+    assert all(h.container == "graceful-uwsgi-lab-" + h.name for h in hosts)
+
+
+def test_a_third_app_box_gets_the_next_address():
+    assert lab.topology(2, 3, "10.99.0.0/24")[-1] == lab.Host("app3", "uwsgi_app_hosts", "10.99.0.23")
+
+
+@pytest.mark.parametrize("routers, apps, subnet", [(0, 2, "10.1.2.0/24"), (2, 80, "10.1.2.0/24"),
+                                                   (2, 2, "10.1.2.0/28"), (2, 2, "fd00::/64"), (2, 2, "nonsense")])
+def test_bad_topology_is_a_one_line_error(routers, apps, subnet):
+    with pytest.raises(lab.LabError):
+        lab.topology(routers, apps, subnet)
+
+
+def test_inventory_groups_hosts_and_uses_the_podman_connection():
+    hosts = lab.topology(2, 3)
+    inventory = yaml.safe_load(lab.render_inventory(hosts, "net", "10.213.50.0/24"))
+    assert inventory["all"]["vars"]["ansible_connection"] == "containers.podman.podman"
+    groups = inventory["all"]["children"]
+    assert list(groups["uwsgi_http_routers"]["hosts"]) == ["router1", "router2"]
+    assert list(groups["uwsgi_app_hosts"]["hosts"]) == ["app1", "app2", "app3"]
+    assert groups["uwsgi_app_hosts"]["hosts"]["app3"] == {"ansible_host": "graceful-uwsgi-lab-app3",
+                                                          "lab_ip": "10.213.50.23"}
+
+
+def test_molecule_platforms_match_the_lab_topology():
+    """.config/molecule/config.yml repeats the addresses lab.py gives on the Molecule subnet."""
+    with open(os.path.join(ROOT, ".config", "molecule", "config.yml"), encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    expected = {h.name: h for h in lab.topology(2, 2, lab.MOLECULE_SUBNET)}
+    platforms = {p["name"]: p for p in config["platforms"]}
+    assert set(platforms) == set(expected)
+    for name, platform in platforms.items():
+        host = expected[name]
+        assert platform["groups"] == [host.group]
+        assert f"--network={lab.MOLECULE_NETWORK}" in platform["extra_opts"]
+        assert f"--ip={host.ip}" in platform["extra_opts"]
+        assert f"--label={lab.LABEL}={lab.MOLECULE_LABEL_VALUE}" in platform["extra_opts"]
+        assert config["provisioner"]["inventory"]["host_vars"][name]["lab_ip"] == host.ip
+
+
+def test_override_is_valid_toml_with_only_what_was_needed():
+    conf = tomllib.loads(lab.render_override({"ulimits": ["nofile=10000:10000", "nproc=4096:4096"]}))
+    assert conf == {"containers": {"default_ulimits": ["nofile=10000:10000", "nproc=4096:4096"]}, "engine": {}}
+    assert tomllib.loads(lab.render_override({"runtime": "runc"}))["engine"] == {"runtime": "runc"}
+
+
+def test_safe_ulimits_stay_within_the_hard_limits():
+    for limit in lab.safe_ulimits():
+        name, _, values = limit.partition("=")
+        soft, hard = (int(v) for v in values.split(":"))
+        assert name in ("nofile", "nproc") and 0 < soft == hard
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    monkeypatch.setattr(lab, "STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(lab, "OVERRIDE_CONF", str(tmp_path / "containers.conf"))
+    monkeypatch.setattr(lab, "PODMAN_ENV", str(tmp_path / "podman.env"))
+    monkeypatch.setattr(lab.shutil, "which", lambda program: "/usr/sbin/" + program)
+    return tmp_path
+
+
+def fake_podman(monkeypatch, errors):
+    """podman run fails with each of `errors` in turn, then succeeds; records CONTAINERS_CONF per try."""
+    seen = []
+
+    def run(cmd, check=True, env=None, timeout=None, stdin=None):
+        seen.append((env or {}).get("CONTAINERS_CONF"))
+        if errors:
+            return subprocess.CompletedProcess(cmd, 126, "", errors.pop(0))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(lab, "run", run)
+    return seen
+
+
+def test_probe_keeps_podman_defaults_where_they_work(state, monkeypatch):
+    seen = fake_podman(monkeypatch, [])
+    assert lab.probe("img") == {}
+    assert seen == [None]
+    assert lab.read_env_file() == {}
+    assert not (state / "containers.conf").exists()
+
+
+def test_probe_works_around_crun_and_rlimit_refusals(state, monkeypatch):
+    seen = fake_podman(monkeypatch, [
+        "Error: crun: cgroups in hybrid mode not supported, drop all controllers from cgroupv2: OCI runtime error",
+        "Error: runc: error setting rlimits for ready process: error setting rlimit type 7: operation not permitted",
+    ])
+    settings = lab.probe("img")
+    assert settings["runtime"] == "runc" and settings["ulimits"]
+    conf = str(state / "containers.conf")
+    assert seen == [None, conf, conf]
+    assert lab.read_env_file() == {"CONTAINERS_CONF": conf}
+    assert tomllib.loads((state / "containers.conf").read_text())["engine"] == {"runtime": "runc"}
+
+
+def test_probe_reports_an_unknown_failure_in_one_line(state, monkeypatch):
+    fake_podman(monkeypatch, ["Error: something else\nError: the last line says it all"])
+    with pytest.raises(lab.LabError, match="the last line says it all"):
+        lab.probe("img")
+
+
+def test_image_tag_follows_the_containerfile(tmp_path, monkeypatch):
+    containerfile = tmp_path / "Containerfile"
+    containerfile.write_text("FROM base\n")
+    monkeypatch.setattr(lab, "CONTAINERFILE", str(containerfile))
+    base, first = lab.image_refs()
+    assert lab.image_refs() == (base, first)
+    containerfile.write_text("FROM base\nRUN true\n")
+    assert lab.image_refs()[0] == base
+    assert lab.image_refs()[1] != first
+    monkeypatch.setenv("LAB_MIRROR", "http://mirror.invalid/debian")
+    assert lab.image_refs()[0] != base
