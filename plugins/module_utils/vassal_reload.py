@@ -340,7 +340,7 @@ def make_plan(snap: Snapshot, scope: Sequence[str], candidates: Sequence[str],
     probe = Params(minimum_active=minimum, keys=tuple(params_keys), subscription_tolerance=tolerance)
     active, per_key = count_active(snap, scope, probe)
     below = [k for k, v in per_key.items() if v < minimum]
-    if (active < minimum or below) and not force:
+    if candidates and (active < minimum or below) and not force:
         detail = "%d of %d vassals are active" % (active, total)
         if below:
             detail += "; per key: %s" % ", ".join("%s=%d" % (k, per_key[k]) for k in sorted(per_key))

@@ -299,3 +299,14 @@ def test_reblocks_a_vassal_that_keeps_announcing():
     assert calls.count("web01") == 2
     assert len(result.reloaded) == 2
     assert min(seen) >= 1
+
+
+def test_nothing_to_reload_never_refuses():
+    """New vassals that are still starting must not fail a run that reloads nothing."""
+    clock = FakeClock()
+    box = SimBox(clock, n=2)
+    for vassal in box.vassals.values():
+        vassal.accepting = False
+    snap = box.poll()
+    plan = make_plan(snap, ["web01", "web02"], [], "1", (), 3, False)
+    assert plan.vassals == [] and plan.wave_size == 0
