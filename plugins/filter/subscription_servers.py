@@ -1,0 +1,67 @@
+# -*- coding: utf-8 -*-
+# Copyright: graceful.uwsgi contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: subscription_servers
+short_description: The subscription servers of the HTTP routers, as ip:port
+version_added: 0.1.0
+description:
+  - Maps a list of HTTP router inventory hosts to the C(ip:port) of their subscription servers, as
+    the fastrouter role's C(fastrouter-resubscribe) lines need them.
+  - The address is the host's C(http_router_bind_address), else its gathered default IPv4 address;
+    the port is its C(http_router_subscription_port), else O(default_port).
+author:
+  - graceful.uwsgi contributors
+options:
+  _input:
+    description: Inventory host names of the HTTP routers.
+    type: list
+    elements: str
+    required: true
+  hostvars:
+    description: The C(hostvars) magic variable.
+    type: raw
+    required: true
+  default_port:
+    description: The port when a host does not set C(http_router_subscription_port).
+    type: int
+    default: 2626
+"""
+
+EXAMPLES = r"""
+fastrouter_resubscribe_to: "{{ groups['uwsgi_http_routers'] | graceful.uwsgi.subscription_servers(hostvars) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: One C(ip:port) per router, in the order given.
+  type: list
+  elements: str
+"""
+
+from ansible.errors import AnsibleFilterError
+
+
+def subscription_servers(hosts, hostvars, default_port=2626):
+    servers = []
+    for host in hosts or []:
+        variables = hostvars[host]
+        address = variables.get("http_router_bind_address")
+        if not address:
+            facts = variables.get("ansible_facts") or {}
+            address = (facts.get("default_ipv4") or {}).get("address")
+        if not address:
+            raise AnsibleFilterError(
+                "HTTP router %s has no http_router_bind_address and no gathered default IPv4 address: "
+                "set the variable or gather facts for the uwsgi_http_routers group first" % host)
+        port = variables.get("http_router_subscription_port") or default_port
+        servers.append("%s:%s" % (address, port))
+    return servers
+
+
+class FilterModule:
+    def filters(self):
+        return {"subscription_servers": subscription_servers}

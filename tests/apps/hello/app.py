@@ -1,0 +1,25 @@
+"""A small WSGI app for the lab: answers with what served the request.
+
+Body: ``<version> <app> <vassal> <host> <pid>``.  The version is the
+release directory's name (the emperor role runs each release from
+``releases/<version>``), so a response says which code served it.
+"""
+
+import os
+import socket
+import time
+
+VERSION = os.path.basename(os.getcwd())
+APP = os.environ.get("APP_NAME", "hello")
+HOST = socket.gethostname()
+# A real app imports a framework and warms caches: take a moment.
+time.sleep(float(os.environ.get("APP_IMPORT_SECONDS", "0.5")))
+if os.path.exists(os.path.join(os.getcwd(), "BROKEN")):
+    raise RuntimeError("release %s of %s is broken (BROKEN file present)" % (VERSION, APP))
+
+
+def application(environ, start_response):
+    body = "%s %s %s %s %d\n" % (VERSION, APP, environ.get("UWSGI_VASSAL", os.environ.get("VASSAL", "-")),
+                                 HOST, os.getpid())
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body.encode()]
