@@ -428,12 +428,17 @@ def container_ip(container: str, network: str) -> str:
     return ((info.get("NetworkSettings") or {}).get("Networks") or {}).get(network, {}).get("IPAddress", "")
 
 
-def reusable(info: dict | None, host: Host, image: str, network: str) -> bool:
-    if not info or info.get("State") != "running":
-        return False
+def replace_reason(info: dict | None, host: Host, image: str, network: str) -> str:
+    """Why an existing container cannot serve as `host` ("" when it can)."""
+    if not info:
+        return "absent"
+    if info.get("State") != "running":
+        return f"{info.get('State')}, left by an earlier run"
     if (info.get("Labels") or {}).get(LABEL_IMAGE) != image:
-        return False
-    return container_ip(host.container, network) == host.ip
+        return "made from an older image"
+    if container_ip(host.container, network) != host.ip:
+        return "not at its address"
+    return ""
 
 
 def start_host(host: Host, image: str, network: str) -> None:
@@ -474,11 +479,12 @@ def up(hosts: list[Host], network: str, subnet: str) -> None:
         try:
             for host in hosts:
                 info = existing.get(host.container)
-                if reusable(info, host, image, network):
+                reason = replace_reason(info, host, image, network)
+                if not reason:
                     say(f"reusing {host.container} ({host.ip})")
                     continue
                 if info:
-                    say(f"replacing {host.container} ({info.get('State')}, left by an earlier run)")
+                    say(f"replacing {host.container} ({reason})")
                     podman("rm", "-f", "-t", "5", host.container)
                 say(f"starting {host.container} ({host.ip})")
                 start_host(host, image, network)

@@ -19,7 +19,7 @@ fi
 step "Show the lab"
 python3 lab/lab.py status
 echo
-ansible -i "$INVENTORY" all -o -m ansible.builtin.ping
+ansible -i "$INVENTORY" all -m ansible.builtin.ping
 echo
 echo "inventory: $INVENTORY"
 echo "remove the lab with: make lab-down"
