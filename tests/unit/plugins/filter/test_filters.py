@@ -1,0 +1,32 @@
+"""The collection's filters."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.graceful.uwsgi.plugins.filter.subscription_servers import subscription_servers
+from ansible_collections.graceful.uwsgi.plugins.filter.vassal_names import vassal_names
+
+
+def test_subscription_servers_prefers_the_bind_address_and_port():
+    hostvars = {
+        "r1": {"http_router_bind_address": "10.0.0.11", "ansible_facts": {"default_ipv4": {"address": "192.0.2.1"}}},
+        "r2": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.12"}}, "http_router_subscription_port": 3000},
+    }
+    assert subscription_servers(["r1", "r2"], hostvars) == ["10.0.0.11:2626", "10.0.0.12:3000"]
+    assert subscription_servers([], hostvars) == []
+
+
+def test_subscription_servers_names_a_router_without_address():
+    with pytest.raises(AnsibleFilterError, match="HTTP router r3 has no http_router_bind_address"):
+        subscription_servers(["r3"], {"r3": {}})
+
+
+def test_vassal_names():
+    apps = [{"name": "shop", "vassals": 2}, {"name": "api"}, {"name": "big", "vassals": 10}]
+    names = vassal_names(apps, 1)
+    assert names[:3] == ["shop_01", "shop_02", "api_01"]
+    assert names[-1] == "big_10" and len(names) == 13
+    with pytest.raises(AnsibleFilterError, match="app x: vassals='many'"):
+        vassal_names([{"name": "x", "vassals": "many"}])

@@ -1,0 +1,53 @@
+"""Every role variable is prefixed, defaulted, documented, and its README table is current."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROLES = sorted(r for r in os.listdir(os.path.join(ROOT, "roles"))
+               if os.path.isdir(os.path.join(ROOT, "roles", r)))
+
+
+def load(role, *path):
+    with open(os.path.join(ROOT, "roles", role, *path)) as handle:
+        return yaml.safe_load(handle) or {}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_defaults_are_prefixed_and_documented(role):
+    defaults = load(role, "defaults", "main.yml")
+    spec = load(role, "meta", "argument_specs.yml")["argument_specs"]
+    options = spec["main"]["options"]
+    assert spec.get("validate", spec["main"]) == spec["main"], "entry points main and validate differ"
+    for name in defaults:
+        assert name.startswith(role + "_"), "%s: %s is not prefixed with the role name" % (role, name)
+    derived = {"uwsgi_binary", "uwsgi_needs_plugins"}  # read by the other roles, not set by users
+    undocumented = set(defaults) - set(options) - derived
+    assert not undocumented, "%s: defaults without argument spec: %s" % (role, sorted(undocumented))
+    for name, option in options.items():
+        assert name.startswith(role + "_"), name
+        assert option.get("description"), "%s: %s has no description" % (role, name)
+        if "default" in option:
+            assert name in defaults, "%s: %s has a documented default but none in defaults/main.yml" % (role, name)
+
+
+def test_readme_tables_are_current():
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "role_docs.py"), "--check"],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+
+
+def test_templates_start_with_ansible_managed():
+    for role in ROLES:
+        directory = os.path.join(ROOT, "roles", role, "templates")
+        if not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            with open(os.path.join(directory, name)) as handle:
+                assert handle.readline().startswith("{{ ansible_managed | comment"), (role, name)
