@@ -30,3 +30,15 @@ def test_vassal_names():
     assert names[-1] == "big_10" and len(names) == 13
     with pytest.raises(AnsibleFilterError, match="app x: vassals='many'"):
         vassal_names([{"name": "x", "vassals": "many"}])
+
+
+def test_upstream_servers_for_both_modes():
+    from ansible_collections.graceful.uwsgi.plugins.filter.upstream_servers import upstream_servers
+    hostvars = {
+        "r1": {"http_router_bind_address": "10.0.0.11", "http_router_http_port": 8080},
+        "a1": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.21"}}},
+    }
+    assert upstream_servers(["r1"], hostvars, "proxy") == ["10.0.0.11:8080"]
+    assert upstream_servers(["a1"], hostvars, "uwsgi") == ["10.0.0.21:3017"]
+    with pytest.raises(AnsibleFilterError, match="mode='grpc'"):
+        upstream_servers(["a1"], hostvars, "grpc")
