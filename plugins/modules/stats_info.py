@@ -94,6 +94,11 @@ kind:
   returned: always
   type: str
   sample: fastrouter
+read_at:
+  description: When the document was read (seconds since the epoch, of the host that read it), to judge C(last_check) ages.
+  returned: always
+  type: float
+  sample: 1795381193.52
 result:
   description: The result of O(query).
   returned: when O(query) is set
@@ -101,6 +106,7 @@ result:
   sample: ["10.89.0.11:3017", "10.89.0.12:3017"]
 """
 
+import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -132,11 +138,12 @@ def main():
         module.fail_json(msg="timeout=%s must be greater than 0" % module.params["timeout"])
     if query and not HAS_JMESPATH:
         module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
+    read_at = time.time()
     try:
         doc = read_stats(socket_address, module.params["timeout"])
     except StatsError as exc:
         module.fail_json(msg=str(exc), error_kind=exc.kind)
-    result = dict(changed=False, stats=doc, kind=detect_kind(doc))
+    result = dict(changed=False, stats=doc, kind=detect_kind(doc), read_at=read_at)
     if query:
         try:
             result["result"] = jmespath.search(query, doc)

@@ -42,3 +42,24 @@ def test_upstream_servers_for_both_modes():
     assert upstream_servers(["a1"], hostvars, "uwsgi") == ["10.0.0.21:3017"]
     with pytest.raises(AnsibleFilterError, match="mode='grpc'"):
         upstream_servers(["a1"], hostvars, "grpc")
+
+
+def test_alive_nodes_counts_fresh_nodes_of_other_boxes():
+    from ansible_collections.graceful.uwsgi.plugins.filter.alive_nodes import alive_nodes
+    stats = {"subscriptions": [
+        {"key": "shop.test", "nodes": [
+            {"name": "10.0.0.21:3017", "death_mark": 0, "last_check": 100},
+            {"name": "10.0.0.22:3017", "death_mark": 0, "last_check": 99},
+            {"name": "10.0.0.23:3017", "death_mark": 1, "last_check": 100},
+            {"name": "10.0.0.24:3017", "death_mark": 0, "last_check": 90}]},
+        {"key": "other.test", "nodes": [{"name": "10.0.0.22:3017", "death_mark": 0, "last_check": 100}]}]}
+    assert alive_nodes(stats, ["shop.test", "gone.test"], 101.5, ["10.0.0.21:3017"]) == {"shop.test": 1, "gone.test": 0}
+    assert alive_nodes(stats, ["shop.test"], 101.5) == {"shop.test": 2}
+
+
+def test_with_version():
+    from ansible_collections.graceful.uwsgi.plugins.filter.with_version import with_version
+    apps = [{"name": "shop", "version": "1"}, {"name": "api"}]
+    assert with_version(apps, 2, ["shop"]) == [{"name": "shop", "version": "2"}, {"name": "api"}]
+    assert [a["version"] for a in with_version(apps, "3")] == ["3", "3"]
+    assert apps[0]["version"] == "1"

@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+# Copyright: graceful.uwsgi contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: alive_nodes
+short_description: Count the live nodes per key in a router's subscription table
+version_added: 0.1.0
+description:
+  - Given the stats document of an HTTP router (or fastrouter), as returned by M(graceful.uwsgi.stats_info), counts
+    for each of O(keys) the nodes the router would route to now, C(death_mark == 0) and C(last_check) within
+    O(tolerance) seconds of O(now), leaving out the nodes named in O(exclude).
+  - The rolling release's cluster guard uses it to require enough nodes on the other boxes before it reloads a box.
+author:
+  - graceful.uwsgi contributors
+options:
+  _input:
+    description: A router's stats document (C(stats) of M(graceful.uwsgi.stats_info)).
+    type: dict
+    required: true
+  keys:
+    description: The subscription keys (domains) to count.
+    type: list
+    elements: str
+    required: true
+  now:
+    description: Epoch seconds the document was read at (C(read_at) of M(graceful.uwsgi.stats_info)).
+    type: float
+    required: true
+  exclude:
+    description: Node names (C(ip:port)) not to count, such as the box about to be reloaded.
+    type: list
+    elements: str
+    default: []
+  tolerance:
+    description: The router's C(subscription-tolerance) in seconds.
+    type: int
+    default: 3
+"""
+
+EXAMPLES = r"""
+others: "{{ router.stats | graceful.uwsgi.alive_nodes(['shop.test'], router.read_at, exclude=['10.0.0.21:3017']) }}"
+# -> {"shop.test": 1}
+"""
+
+RETURN = r"""
+_value:
+  description: C(key -> number of live nodes); a key missing from the table counts 0.
+  type: dict
+"""
+
+
+def alive_nodes(stats, keys, now, exclude=None, tolerance=3):
+    excluded = set(exclude or [])
+    counts = {key: 0 for key in keys}
+    for slot in (stats or {}).get("subscriptions") or []:
+        key = slot.get("key")
+        if key not in counts:
+            continue
+        for node in slot.get("nodes") or []:
+            if node.get("name") in excluded or node.get("death_mark"):
+                continue
+            if int(now) - int(node.get("last_check") or 0) <= int(tolerance):
+                counts[key] += 1
+    return counts
+
+
+class FilterModule:
+    def filters(self):
+        return {"alive_nodes": alive_nodes}
