@@ -208,7 +208,8 @@ def locked():
 
 
 def say(message: str) -> None:
-    print(f"lab: {message}", flush=True)
+    """Progress goes to stderr; stdout carries only results (image name, env lines, paths)."""
+    print(f"lab: {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------
