@@ -46,7 +46,8 @@ CONTAINERFILE = os.path.join(LAB_DIR, "Containerfile")
 OVERRIDE_CONF = os.path.join(STATE_DIR, "containers.conf")
 PODMAN_ENV = os.path.join(STATE_DIR, "podman.env")
 INVENTORY = os.path.join(STATE_DIR, "inventory.yml")
-LOCK_FILE = os.path.join(STATE_DIR, "lab.lock")
+# Container, network and image names are per machine, not per checkout: so is the lock.
+LOCK_FILE = os.path.join("/run/lock" if os.path.isdir("/run/lock") else "/tmp", "graceful-uwsgi-lab.lock")
 
 BASE_REPO = "localhost/graceful-uwsgi-base"
 IMAGE_REPO = "localhost/graceful-uwsgi-lab"
@@ -200,10 +201,13 @@ def preflight(*, need_debootstrap: bool = False) -> None:
 
 @contextlib.contextmanager
 def locked():
-    """Serialise lab runs (image build, network and container changes)."""
-    os.makedirs(STATE_DIR, exist_ok=True)
-    with open(LOCK_FILE, "w", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    """Serialise lab runs on this machine (image build, network and container changes)."""
+    with open(LOCK_FILE, "a", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another lab run to finish ({LOCK_FILE})")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
 

@@ -18,6 +18,10 @@ if [ ${#scenarios[@]} -eq 0 ]; then
   exit 1
 fi
 
+# Scenarios share container names and addresses machine-wide: one run at a time.
+exec 9>>"$( [ -d /run/lock ] && echo /run/lock || echo /tmp )/graceful-uwsgi-molecule.lock"
+flock -n 9 || { echo "molecule: waiting for another Molecule run on this machine to finish"; flock 9; }
+
 # Molecule's podman driver would delete a network it was given by name at the
 # start of every `molecule test` and recreate it without our subnet, so the
 # platforms join the lab's Molecule network through extra_opts, and it is made
