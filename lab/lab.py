@@ -388,6 +388,7 @@ def ensure_image() -> str:
             raise LabError(f"building the host image failed: {last_line(handle.read())} (see {log})")
     say(f"image built in {time.monotonic() - started:.0f} s")
     tag_current(image)
+    prune_images(keep={base, image})
     return image
 
 
@@ -506,7 +507,7 @@ def up(hosts: list[Host], network: str, subnet: str) -> None:
                 podman("rm", "-f", "-t", "0", name, check=False)
             raise
         write_inventory(hosts, network, subnet)
-        prune_images(keep=set(image_refs()))
+        prune_images(keep=set(image_refs()))  # the images the replaced containers held
     say(f"{len(hosts)} hosts up; inventory: {os.path.relpath(INVENTORY, os.getcwd())}")
 
 
