@@ -169,7 +169,7 @@ class EmperorHost(Actions):
 
 
 def reload_emperor_vassals(host: EmperorHost, *, patterns: Optional[List[str]], minimum_active: str,
-                           params: Params, check_mode: bool, lock: Optional[HostLock],
+                           keys: List[str], params: Params, check_mode: bool, lock: Optional[HostLock],
                            clock: Optional[Clock] = None) -> Dict[str, Any]:
     """Validate, plan and (unless ``check_mode``) run a reload on this host.
 
@@ -198,7 +198,7 @@ def reload_emperor_vassals(host: EmperorHost, *, patterns: Optional[List[str]], 
 
     def run_locked() -> Dict[str, Any]:
         snap = host.poll()
-        plan = make_plan(snap, scope, candidates, minimum_active, params.keys,
+        plan = make_plan(snap, scope, candidates, minimum_active, keys,
                          params.subscription_tolerance, params.force, skipped)
         if params.drain and snap.has_fastrouter:
             for name in plan.vassals:
@@ -208,15 +208,17 @@ def reload_emperor_vassals(host: EmperorHost, *, patterns: Optional[List[str]], 
             "plan": plan.as_dict(),
             "skipped_vassals": skipped,
             "minimum_active": plan.minimum_active,
+            "minimum_per_key": plan.key_minimums,
             "wave_size": plan.wave_size,
             "active_before": plan.active_before,
         }
         if check_mode or not plan.vassals:
             out.update({"changed": bool(plan.vassals), "reloaded": [], "failed_vassals": [], "not_started": [],
                         "elapsed": 0.0, "lower_bound": 0.0, "min_active_observed": plan.active_before,
-                        "active_after": plan.active_before, "events": []})
+                        "active_after": plan.active_before,
+                        "active_after_per_key": plan.active_per_key, "events": []})
             return out
-        run_params = replace(params, minimum_active=plan.minimum_active)
+        run_params = replace(params, minimum_active=plan.minimum_active, key_minimums=plan.key_minimums)
         events: List[str] = []
         start = clock.monotonic()
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 # Vassal sockets are named after the vassal (``%n.sock``), so a fastrouter
@@ -214,10 +214,11 @@ class Params:
     """Everything the loop needs to know besides stats, actions and clock."""
 
     minimum_active: int
+    # With keys: the minimum for each key (it then replaces the total one).
+    key_minimums: Dict[str, int] = field(default_factory=dict)
     timeout: float = 60.0
     check_interval: float = 0.1
     subscription_tolerance: int = 3
-    keys: Sequence[str] = ()
     force: bool = False
     drain: bool = True
     # Drained or not, a vassal is reloaded after this long: its in-flight
@@ -284,6 +285,7 @@ class Plan:
     vassals: List[str]
     skipped: List[Dict[str, str]]
     minimum_active: int
+    key_minimums: Dict[str, int]
     total: int
     active_before: int
     active_per_key: Dict[str, int]
@@ -294,6 +296,7 @@ class Plan:
             "order": list(self.vassals),
             "wave_size": self.wave_size,
             "minimum_active": self.minimum_active,
+            "minimum_per_key": dict(self.key_minimums),
             "vassals_in_scope": self.total,
             "active_before": self.active_before,
             "active_per_key": dict(self.active_per_key),
@@ -305,7 +308,7 @@ def count_active(snap: Snapshot, names: Iterable[str], params: Params,
     """Active vassals among ``names`` (minus ``exclude``), total and per key."""
     excluded = set(exclude)
     total = 0
-    per_key = {key: 0 for key in params.keys}
+    per_key = {key: 0 for key in params.key_minimums}
     for name in names:
         if name in excluded:
             continue
@@ -318,6 +321,29 @@ def count_active(snap: Snapshot, names: Iterable[str], params: Params,
                 if key in per_key:
                     per_key[key] += 1
     return total, per_key
+
+
+def admissible(name: str, snap: Snapshot, scope: Sequence[str], params: Params,
+               in_flight: Iterable[str]) -> bool:
+    """May ``name`` start now without an active count falling below its minimum?
+
+    Vassals in flight count as gone already.  A vassal that is not active
+    costs nothing.  With ``key_minimums`` every key the vassal is active
+    for must keep its minimum; otherwise the total must.
+    """
+    vassal = snap.vassals.get(name)
+    if vassal is None:
+        return False
+    flying = list(in_flight)
+    if not flying and params.force:
+        return True
+    if not is_active(vassal, snap, params.subscription_tolerance):
+        return True
+    available, per_key = count_active(snap, scope, params, exclude=flying)
+    if params.key_minimums:
+        return all(per_key[key] - 1 >= params.key_minimums[key]
+                   for key in active_keys(vassal, snap, params.subscription_tolerance) if key in per_key)
+    return available - 1 >= params.minimum_active
 
 
 def make_plan(snap: Snapshot, scope: Sequence[str], candidates: Sequence[str],
@@ -336,27 +362,42 @@ def make_plan(snap: Snapshot, scope: Sequence[str], candidates: Sequence[str],
             "vassal(s) %s have a file in the emperor directory but the emperor does not report them "
             "(not spawned yet, or stopped): wait for the emperor or remove the file" % ", ".join(missing))
     total = len(scope)
-    minimum = resolve_minimum(minimum_active, total)
-    probe = Params(minimum_active=minimum, keys=tuple(params_keys), subscription_tolerance=tolerance)
+    key_minimums: Dict[str, int] = {}
+    if params_keys:
+        minimum = 0
+        for key in params_keys:
+            serving = [n for n in scope if n in snap.vassals and any(node.key == key for node in snap.vassals[n].nodes)]
+            if not serving and snap.has_fastrouter:
+                raise ReloadError("key %s: no vassal in scope is subscribed for it in the fastrouter" % key)
+            key_minimums[key] = resolve_minimum(minimum_active, len(serving), "minimum_active for key %s" % key)
+    else:
+        minimum = resolve_minimum(minimum_active, total)
+    probe = Params(minimum_active=minimum, key_minimums=key_minimums, subscription_tolerance=tolerance, force=force)
     active, per_key = count_active(snap, scope, probe)
-    below = [k for k, v in per_key.items() if v < minimum]
+    # Only the keys the vassals to reload serve matter.
+    touched_keys = {node.key for n in candidates for node in snap.vassals[n].nodes}
+    below = sorted(k for k in touched_keys if k in per_key and per_key[k] < key_minimums[k])
     if candidates and (active < minimum or below) and not force:
         detail = "%d of %d vassals are active" % (active, total)
+        limit = "minimum_active=%d" % minimum
         if below:
-            detail += "; per key: %s" % ", ".join("%s=%d" % (k, per_key[k]) for k in sorted(per_key))
+            detail = "for key(s) %s only %s vassal(s) are active" % (
+                ", ".join(below), ", ".join(str(per_key[k]) for k in below))
+            limit = "minimum_active=%s" % ", ".join(str(key_minimums[k]) for k in below)
         raise ReloadError(
-            "refusing to start: %s, fewer than minimum_active=%d (use force=true to reload anyway, "
-            "one vassal at a time)" % (detail, minimum))
-    unknown_keys = [k for k in params_keys if not any(
-        n.key == k for v in snap.vassals.values() for n in v.nodes)]
-    if unknown_keys and snap.has_fastrouter:
-        raise ReloadError("key(s) %s: no vassal of this emperor is subscribed for them in the fastrouter"
-                          % ", ".join(unknown_keys))
+            "refusing to start: %s, fewer than %s (use force=true to reload anyway, "
+            "one vassal at a time)" % (detail, limit))
     inactive = [n for n in candidates if not is_active(snap.vassals[n], snap, tolerance)]
     healthy = [n for n in candidates if n not in inactive]
-    wave = max(1, active - minimum) if candidates else 0
+    # The wave: how many of the healthy ones could start at once right now.
+    flying: List[str] = []
+    for name in healthy:
+        if admissible(name, snap, scope, replace(probe, force=False), flying):
+            flying.append(name)
+    wave = max(1, len(flying)) if candidates else 0
     return Plan(vassals=inactive + healthy, skipped=list(skipped or []), minimum_active=minimum,
-                total=total, active_before=active, active_per_key=per_key, wave_size=wave)
+                key_minimums=key_minimums, total=total, active_before=active, active_per_key=per_key,
+                wave_size=wave)
 
 
 @dataclass
@@ -371,6 +412,7 @@ class Result:
     min_active_observed: Optional[int] = None
     active_before: int = 0
     active_after: int = 0
+    active_after_per_key: Dict[str, int] = field(default_factory=dict)
     polls: int = 0
     message: str = ""
 
@@ -385,6 +427,7 @@ class Result:
             "min_active_observed": self.min_active_observed,
             "active_before": self.active_before,
             "active_after": self.active_after,
+            "active_after_per_key": self.active_after_per_key,
         }
 
 
@@ -434,21 +477,7 @@ class Reloader:
         return count_active(snap, self.scope, self.params, exclude=self.flights)
 
     def _can_start(self, name: str, snap: Snapshot) -> bool:
-        vassal = snap.vassals.get(name)
-        if vassal is None:
-            return False
-        available, per_key = self._available(snap)
-        minimum = self.params.minimum_active
-        if not self.flights and self.params.force:
-            return True
-        if not is_active(vassal, snap, self.params.subscription_tolerance):
-            return True
-        if available - 1 < minimum:
-            return False
-        for key in active_keys(vassal, snap, self.params.subscription_tolerance):
-            if key in per_key and per_key[key] - 1 < minimum:
-                return False
-        return True
+        return admissible(name, snap, self.scope, self.params, self.flights)
 
     def _start(self, name: str, snap: Snapshot, now: float) -> None:
         vassal = snap.vassals[name]
@@ -583,17 +612,22 @@ class Reloader:
             for flight in list(self.flights.values()):
                 self._advance(flight, snap, now)
             if not self.stopping:
-                while self.pending and self._can_start(self.pending[0], snap):
-                    self._start(self.pending.pop(0), snap, now)
-                    # Re-count with the new flight excluded before the next one.
+                # In plan order, but not head-of-line: a vassal of another
+                # key may start while the next one in line has to wait.
+                for name in list(self.pending):
+                    if self._can_start(name, snap):
+                        self.pending.remove(name)
+                        self._start(name, snap, now)
                 if self.pending and not self.flights:
                     stuck_since = stuck_since if stuck_since is not None else now
                     if now - stuck_since >= self.params.timeout:
                         available, _ = self._available(snap)
+                        available, per_key = self._available(snap)
                         self.result.message = (
-                            "only %d vassal(s) active, fewer than minimum_active=%d + 1, for %ss: "
-                            "not starting %s" % (available, self.params.minimum_active,
-                                                 _fmt(self.params.timeout), self.pending[0]))
+                            "not starting %s: for %ss it could not start without the active vassals falling "
+                            "below the minimum (active: %d%s)" % (
+                                self.pending[0], _fmt(self.params.timeout), available,
+                                "".join(", %s: %d" % kv for kv in sorted(per_key.items()))))
                         self.stopping = True
                 else:
                     stuck_since = None
@@ -602,7 +636,7 @@ class Reloader:
             if self.pending or self.flights:
                 self.clock.sleep(self.params.check_interval)
         final = self.poll()
-        self.result.active_after, _ = count_active(final, self.scope, self.params)
+        self.result.active_after, self.result.active_after_per_key = count_active(final, self.scope, self.params)
         self.result.elapsed = self.clock.monotonic() - started
         self.result.not_started = list(self.pending)
         self._report(final)

@@ -92,8 +92,10 @@ options:
     default: "1"
   keys:
     description:
-      - Subscription keys (domains) for which O(minimum_active) is also enforced per key, counting
-        the vassals that have a fresh node for that key. Active counts per key are returned.
+      - Subscription keys (domains). With keys, O(minimum_active) applies to each key instead of to all
+        vassals in scope, counting the vassals active for that key (a percentage is taken of the vassals
+        subscribed for the key). One run can so roll several apps at once, each keeping its own minimum.
+      - The resolved minimums and the active counts per key are returned in RV(plan).
     type: list
     elements: str
     default: []
@@ -283,10 +285,18 @@ active_after:
   description: Active vassals in scope after the reload.
   returned: always
   type: int
+active_after_per_key:
+  description: With O(keys), active vassals per key after the reload.
+  returned: always
+  type: dict
 minimum_active:
-  description: O(minimum_active) resolved to a number of vassals.
+  description: O(minimum_active) resolved to a number of vassals (0 when O(keys) are given).
   returned: always
   type: int
+minimum_per_key:
+  description: With O(keys), the minimum of each key.
+  returned: always
+  type: dict
 wave_size:
   description: How many vassals may be reloading at once.
   returned: always
@@ -320,9 +330,14 @@ def failure_message(result):
         parts.append(result["message"])
     summary = "; ".join(parts)
     untouched = result.get("not_started") or []
-    return "reload stopped: %s. Active vassals now: %d (minimum %d); reloaded: %d; untouched: %s" % (
-        summary, result["active_after"], result["minimum_active"], len(result["reloaded"]),
-        ", ".join(untouched) if untouched else "none")
+    if result.get("minimum_per_key"):
+        active = "%d; per key: %s" % (result["active_after"], ", ".join(
+            "%s=%d (minimum %d)" % (key, result["active_after_per_key"].get(key, 0), minimum)
+            for key, minimum in sorted(result["minimum_per_key"].items())))
+    else:
+        active = "%d (minimum %d)" % (result["active_after"], result["minimum_active"])
+    return "reload stopped: %s. Active vassals now: %s; reloaded: %d; untouched: %s" % (
+        summary, active, len(result["reloaded"]), ", ".join(untouched) if untouched else "none")
 
 
 def main():
@@ -371,7 +386,6 @@ def main():
         timeout=p["timeout"],
         check_interval=p["check_interval"],
         subscription_tolerance=p["subscription_tolerance"],
-        keys=tuple(p["keys"]),
         force=p["force"],
         drain=p["drain"],
         drain_timeout=p["subscription_tolerance"] + 5.0,
@@ -379,7 +393,7 @@ def main():
     lock = HostLock(p["lock_path"], p["lock_timeout"])
     try:
         result = reload_emperor_vassals(
-            host, patterns=p["vassals"], minimum_active=p["minimum_active"], params=params,
+            host, patterns=p["vassals"], minimum_active=p["minimum_active"], keys=p["keys"], params=params,
             check_mode=module.check_mode, lock=lock)
     except (ReloadError, StatsError, LockTimeout) as exc:
         module.fail_json(msg=str(exc))

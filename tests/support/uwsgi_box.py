@@ -190,7 +190,7 @@ class LoopbackBox:
         self._spawn("http-router", self._ini("http-router", plugin("http") + common + [
             ("http", "127.0.0.1:%d" % self.http_port),
             ("http-subscription-server", "127.0.0.1:%d" % self.router_sub_port),
-            ("http-keepalive", "true"), ("http-auto-gzip", "true"), ("http-timeout", 60),
+            ("http-keepalive", 1), ("http-auto-gzip", "true"), ("http-timeout", 60),
             ("http-stats", self.router_stats)]))
         self._spawn("fastrouter", self._ini("fastrouter", plugin("fastrouter") + common + [
             ("fastrouter", "127.0.0.1:%d" % self.fastrouter_port),

@@ -55,11 +55,3 @@ def test_alive_nodes_counts_fresh_nodes_of_other_boxes():
         {"key": "other.test", "nodes": [{"name": "10.0.0.22:3017", "death_mark": 0, "last_check": 100}]}]}
     assert alive_nodes(stats, ["shop.test", "gone.test"], 101.5, ["10.0.0.21:3017"]) == {"shop.test": 1, "gone.test": 0}
     assert alive_nodes(stats, ["shop.test"], 101.5) == {"shop.test": 2}
-
-
-def test_with_version():
-    from ansible_collections.graceful.uwsgi.plugins.filter.with_version import with_version
-    apps = [{"name": "shop", "version": "1"}, {"name": "api"}]
-    assert with_version(apps, 2, ["shop"]) == [{"name": "shop", "version": "2"}, {"name": "api"}]
-    assert [a["version"] for a in with_version(apps, "3")] == ["3", "3"]
-    assert apps[0]["version"] == "1"

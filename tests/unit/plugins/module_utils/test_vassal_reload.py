@@ -118,8 +118,8 @@ def run(box, clock, minimum, names=None, force=False, timeout=60.0, keys=()):
     snap = box.poll()
     scope = sorted(snap.vassals)
     plan = make_plan(snap, scope, names or scope, minimum, keys, 3, force)
-    params = Params(minimum_active=plan.minimum_active, timeout=timeout, check_interval=0.1,
-                    subscription_tolerance=3, keys=tuple(keys), force=force, drain_timeout=8.0)
+    params = Params(minimum_active=plan.minimum_active, key_minimums=plan.key_minimums, timeout=timeout,
+                    check_interval=0.1, subscription_tolerance=3, force=force, drain_timeout=8.0)
     seen = []
 
     def poll():
@@ -255,6 +255,7 @@ def test_per_key_minimum():
         v.last_announce = {k: int(clock.wall()) for k in v.keys}
     plan, result, _ = run(box, clock, "1", keys=("a.test", "b.test"))
     assert plan.active_per_key == {"a.test": 2, "b.test": 2}
+    assert plan.key_minimums == {"a.test": 1, "b.test": 1} and plan.wave_size == 2
     assert len(result.reloaded) == 4
     # Never both vassals of one key at once.
     spans = {r["name"]: (start_of(box, r["name"]), r["seconds"]) for r in result.reloaded}
@@ -267,7 +268,7 @@ def test_unknown_key_is_rejected():
     clock = FakeClock()
     box = SimBox(clock, n=2)
     snap = box.poll()
-    with pytest.raises(ReloadError, match="nope.test"):
+    with pytest.raises(ReloadError, match="key nope.test: no vassal in scope is subscribed"):
         make_plan(snap, ["web01", "web02"], ["web01"], "0", ["nope.test"], 3, False)
 
 
@@ -310,3 +311,39 @@ def test_nothing_to_reload_never_refuses():
     snap = box.poll()
     plan = make_plan(snap, ["web01", "web02"], [], "1", (), 3, False)
     assert plan.vassals == [] and plan.wave_size == 0
+
+
+def test_percentage_per_key_rolls_two_apps_at_once():
+    """50% of each app: a 2-vassal app and a 4-vassal app reload side by side."""
+    clock = FakeClock()
+    box = SimBox(clock, n=6, keys=("shop.test",))
+    for name in ("web05", "web06"):
+        box.vassals[name].keys = ["api.test"]
+    for v in box.vassals.values():
+        v.last_announce = {k: int(clock.wall()) for k in v.keys}
+    plan, result, _ = run(box, clock, "50%", keys=("shop.test", "api.test"))
+    assert plan.key_minimums == {"shop.test": 2, "api.test": 1}
+    assert plan.wave_size == 3  # 2 of shop's 4, 1 of api's 2
+    assert len(result.reloaded) == 6 and not result.failed
+    assert result.elapsed <= 1.3 * result.lower_bound
+    with pytest.raises(ReloadError, match="minimum_active for key api.test=2 leaves no vassal to reload"):
+        make_plan(box.poll(), sorted(box.vassals), ["web05"], "2", ("shop.test", "api.test"), 3, False)
+
+
+def test_degraded_key_refuses_only_when_its_vassals_are_reloaded():
+    clock = FakeClock()
+    box = SimBox(clock, n=5, keys=("shop.test",))
+    for name in ("web03", "web04", "web05"):
+        box.vassals[name].keys = ["api.test"]
+    for v in box.vassals.values():
+        v.last_announce = {k: int(clock.wall()) for k in v.keys}
+    box.vassals["web04"].accepting = False
+    box.vassals["web05"].accepting = False
+    snap = box.poll()
+    scope = sorted(snap.vassals)
+    keys = ("shop.test", "api.test")
+    # api.test has 1 of 3 active, below its minimum of 2; shop.test is healthy.
+    plan = make_plan(snap, scope, ["web01"], "1", keys, 3, False)
+    assert plan.vassals == ["web01"] and plan.key_minimums == {"shop.test": 1, "api.test": 1}
+    with pytest.raises(ReloadError, match=r"for key\(s\) api.test only 1 vassal\(s\) are active, fewer than minimum_active=2"):
+        make_plan(snap, scope, ["web03"], "50%", keys, 3, False)
