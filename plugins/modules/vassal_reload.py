@@ -27,13 +27,17 @@ description:
     means the vassal died and was respawned). B(Re-admit): the vassal starts unsubscribed and its
     C(hook-accepting1-once) writes C(S) to its FIFO once its first worker accepts; it is back when
     the fastrouter has a fresh node for every key it served before."
-  - "Why: measured on one box (Debian uWSGI 2.0.21, HTTP router -> fastrouter -> 3 unix-socket
-    vassals, 1 s import, 4 client threads), touching a vassal without draining served every request
-    but stalled those queued on its socket for the whole reload (max latency 2.04 s); draining first
-    served 53,751 requests with 0 failed and a max latency of 7 ms. Vassal options that send an
-    unsubscribe on reload (C(unsubscribe-on-graceful-reload)) dropped 22-44 % of requests in the
-    same kind of set-up, because the unsubscribe is forwarded and the box leaves the routers until
-    the next announce."
+  - "Why: measured on one box on loopback (Debian uWSGI 2.0.21, HTTP router -> fastrouter -> unix-socket vassals,
+    1 s import, 4 client threads, 2 cores). Touching a vassal without draining it served every request but
+    stalled the ones queued on its socket for the whole reload (max latency 2.04 s); draining first served
+    53,751 requests with 0 failed and a max latency of 7 ms. C(benchmarks/reload_bench.py) with the
+    minimum at half the vassals: 4 vassals 13.7 s (lower bound 13.7 s), 8 vassals 13.5 s (13.4 s), 16 vassals
+    13.8 s (13.7 s), 0 failed of 160,542 requests, max latency 32/96/226 ms; one vassal at a time took
+    27.4/56.2/112.0 s. Vassal options that send an unsubscribe on reload (C(unsubscribe-on-graceful-reload))
+    dropped 22-44 % of the requests in the same kind of set-up (FACTS.md): the fastrouter forwards the
+    unsubscribe and the box leaves the routers until the next announce."
+  - "Cost: the drain waits for the fastrouter's C(subscription-tolerance) (3 s by default), so one vassal takes
+    about drain + reload + 1 s (6-8 s with a 1 s import); vassals drain in parallel within a wave."
   - Vassals are reloaded as soon as the minimum allows, not wave by wave; vassals that are not
     active go first (they cost no capacity, and a broken release shows on them first).
   - "A broken release stops the rollout: when a reloaded vassal is not back within O(timeout), dies

@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Rolling releases and faults on the lab, under load, with every request counted.
+
+Runs against a lab deployed with playbooks/site.yml and tests/lab_vars.yml
+(the Molecule scenario ``rolling_release`` or ``make lab-up``/``make demo``).
+Load goes from this machine to the lab routers' addresses only.  Each case
+prints one line ``case: sent=N failed=F ...`` and the script exits non-zero
+if a case's assertion fails.
+
+    release_cases.py --inventory INVENTORY [--case good --case bad ...]
+
+Cases: good (release v2, 0 failed, all responses v2 afterwards), bad
+(release that raises at import: stops on the first box, 0 failed, others
+untouched; then the rollback), router (restart one HTTP router: the other
+never fails, boxes re-subscribe), box (stop one box's fastrouter: failed
+requests until the routers drop it, and its return).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from loadgen import LoadGenerator, Report  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB_VARS = os.path.join(ROOT, "tests", "lab_vars.yml")
+DOMAINS = ("hello.test", "www.hello.test", "shop.test")
+
+
+class CaseFailed(AssertionError):
+    pass
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise CaseFailed(message)
+
+
+class Lab:
+    """The lab's hosts as the inventory names them, and how to reach them."""
+
+    def __init__(self, inventory: str) -> None:
+        self.inventory = inventory
+        out = subprocess.run(["ansible-inventory", "-i", inventory, "--list"], capture_output=True, text=True,
+                             check=True, env=self.env())
+        data = json.loads(out.stdout)
+        hostvars = data.get("_meta", {}).get("hostvars", {})
+        self.routers = sorted(data["uwsgi_http_routers"]["hosts"])
+        self.boxes = sorted(data["uwsgi_app_hosts"]["hosts"])
+        self.ip = {h: hostvars[h]["lab_ip"] for h in self.routers + self.boxes}
+        self.container = {h: hostvars[h].get("ansible_host", h) for h in self.routers + self.boxes}
+
+    @staticmethod
+    def env() -> Dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("ANSIBLE_COLLECTIONS_PATH", os.path.join(ROOT, ".cache", "collections"))
+        env["GRACEFUL_UWSGI_ROOT"] = ROOT
+        env.setdefault("ANSIBLE_NOCOLOR", "true")
+        return env
+
+    def targets(self, routers: Optional[Sequence[str]] = None) -> List[Tuple[str, int, str]]:
+        return [(self.ip[r], 80, d) for r in (routers or self.routers) for d in DOMAINS]
+
+    def load(self, routers: Optional[Sequence[str]] = None, concurrency: int = 4,
+             duration: float = 600) -> LoadGenerator:
+        return LoadGenerator(self.targets(routers), concurrency=concurrency, duration=duration, timeout=15).start()
+
+    def playbook(self, name: str, *extra: str) -> subprocess.CompletedProcess:
+        cmd = ["ansible-playbook", "-i", self.inventory, os.path.join(ROOT, "playbooks", name),
+               "-e", "@" + LAB_VARS] + list(extra)
+        return subprocess.run(cmd, capture_output=True, text=True, env=self.env(), timeout=1800, check=False)
+
+    def sh(self, host: str, command: str, check_rc: bool = True) -> str:
+        out = subprocess.run(["podman", "exec", self.container[host], "sh", "-c", command], capture_output=True,
+                             text=True, timeout=120, check=False)
+        if check_rc and out.returncode:
+            raise CaseFailed("%s: %s failed: %s" % (host, command, out.stderr.strip()))
+        return out.stdout
+
+    def router_nodes(self, router: str) -> Dict[str, List[str]]:
+        """key -> live node names, read on the router."""
+        raw = self.sh(router, "python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); "
+                              "s.connect('/run/uwsgi-http-router/http-router.stats'); b=b''\n"
+                              "while True:\n d=s.recv(65536)\n if not d: break\n b+=d\n"
+                              "sys.stdout.write(b.decode('utf-8','replace'))\"")
+        doc = json.loads(raw)
+        now = time.time()
+        return {s["key"]: [n["name"] for n in s["nodes"] if not n["death_mark"] and now - n["last_check"] <= 4]
+                for s in doc.get("subscriptions", [])}
+
+    def versions_served(self, seconds: float = 2.0) -> Dict[str, int]:
+        report = self.load(concurrency=2, duration=seconds).wait()
+        check(not report.failed, "requests failed while sampling versions: %s" % report.summary()["failures"])
+        return report.summary()["versions"]
+
+
+def summary_line(report: Report) -> str:
+    s = report.summary()
+    return "sent=%d failed=%d rps=%.0f max_latency=%.3fs p99=%.3fs versions=%s%s" % (
+        s["sent"], s["failed"], s["rps"], s["max_latency"], s["p99_latency"],
+        ",".join("%s:%d" % kv for kv in sorted(s["versions"].items())),
+        " failures=" + ",".join("%s:%d" % kv for kv in sorted(s["failures"].items())) if s["failures"] else "")
+
+
+def release(lab: Lab, version: str, *extra: str) -> Tuple[subprocess.CompletedProcess, float]:
+    start = time.monotonic()
+    out = lab.playbook("rolling_reload.yml", "-e", "app_version=" + version, *extra)
+    return out, time.monotonic() - start
+
+
+def summary_of(out: subprocess.CompletedProcess) -> str:
+    lines = [line.strip(" -'") for line in out.stdout.splitlines() if "release " in line and ("complete" in line
+             or "STOPPED" in line) or "boxes done:" in line or " runs " in line or "bound:" in line]
+    return " | ".join(lines)
+
+
+def case_good(lab: Lab, version: str = "2") -> dict:
+    gen = lab.load()
+    time.sleep(2)
+    out, seconds = release(lab, version)
+    time.sleep(2)
+    report = gen.stop()
+    print("good: %s playbook=%.1fs rc=%d" % (summary_line(report), seconds, out.returncode))
+    print("good: summary: %s" % summary_of(out))
+    check(out.returncode == 0, "good release failed:\n%s" % out.stdout[-4000:])
+    check(not report.failed, "good release: %d requests failed: %s" % (len(report.failed), report.summary()["failures"]))
+    after = lab.versions_served()
+    print("good: versions served afterwards: %s" % after)
+    check(set(after) == {version}, "after the release, responses report %s, not only %s" % (after, version))
+    return {"report": report.summary(), "seconds": seconds, "stdout": out.stdout}
+
+
+def case_bad(lab: Lab, good_version: str = "2", bad_version: str = "3bad") -> dict:
+    before = {box: lab.sh(box, "grep -h '^; release' /etc/uwsgi-emperor/vassals/*.ini | sort | uniq -c")
+              for box in lab.boxes}
+    broken = tempfile.mkdtemp(prefix="hello-broken-")
+    os.chmod(broken, 0o755)
+    shutil.copy(os.path.join(ROOT, "tests", "apps", "hello", "app.py"), broken)
+    with open(os.path.join(broken, "BROKEN"), "w") as handle:
+        handle.write("this release raises at import\n")
+    with open(LAB_VARS) as handle:
+        apps = yaml.safe_load(handle)["emperor_apps"]
+    for app in apps:
+        if app["name"] == "hello":
+            app["src"] = broken
+    bad_vars = os.path.join(broken, "vars.json")
+    with open(bad_vars, "w") as handle:
+        json.dump({"emperor_apps": apps, "rolling_reload_apps": ["hello"]}, handle)
+    gen = lab.load()
+    time.sleep(2)
+    out, seconds = release(lab, bad_version, "-e", "@" + bad_vars)
+    time.sleep(2)
+    report = gen.stop()
+    print("bad: %s playbook=%.1fs rc=%d" % (summary_line(report), seconds, out.returncode))
+    print("bad: summary: %s" % summary_of(out))
+    check(out.returncode != 0, "the bad release did not fail")
+    check("stopped at %s" % lab.boxes[0] in (out.stdout + out.stderr).lower(),
+          "the bad release did not stop at the first box")
+    check(not report.failed, "bad release: %d requests failed: %s" % (len(report.failed), report.summary()["failures"]))
+    check(set(report.summary()["versions"]) == {good_version},
+          "responses during the bad release: %s" % report.summary()["versions"])
+    for box in lab.boxes[1:]:
+        now = lab.sh(box, "grep -h '^; release' /etc/uwsgi-emperor/vassals/*.ini | sort | uniq -c")
+        check(now == before[box], "%s was touched by the stopped release: %s -> %s" % (box, before[box], now))
+    print("bad: untouched boxes: %s" % ", ".join(lab.boxes[1:]))
+    # The documented rollback: run again with the version that works.
+    gen = lab.load()
+    time.sleep(1)
+    back, back_seconds = release(lab, good_version, "-e", "@" + bad_vars)
+    time.sleep(2)
+    rollback = gen.stop()
+    shutil.rmtree(broken)
+    print("rollback: %s playbook=%.1fs rc=%d" % (summary_line(rollback), back_seconds, back.returncode))
+    check(back.returncode == 0, "rollback failed:\n%s" % back.stdout[-4000:])
+    check(not rollback.failed, "rollback: %d requests failed" % len(rollback.failed))
+    check(set(lab.versions_served()) == {good_version}, "after the rollback not every response is %s" % good_version)
+    return {"report": report.summary()}
+
+
+def wait_for(condition, timeout: float, interval: float = 0.1) -> Optional[float]:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if condition():
+            return time.monotonic() - start
+        time.sleep(interval)
+    return None
+
+
+def case_router(lab: Lab) -> dict:
+    restarted, other = lab.routers[0], lab.routers[1]
+    boxes = {"%s:3017" % lab.ip[b] for b in lab.boxes}
+    through_other = lab.load([other])
+    time.sleep(2)
+    lab.sh(restarted, "systemctl restart uwsgi-http-router")
+    started = time.monotonic()
+    resubscribed = wait_for(lambda: all(set(nodes) >= boxes for nodes in lab.router_nodes(restarted).values())
+                            and len(lab.router_nodes(restarted)) == len(DOMAINS), timeout=30)
+    time.sleep(2)
+    report = through_other.stop()
+    served = wait_for(lambda: not lab.load([restarted], concurrency=1, duration=0.5).wait().failed, timeout=10)
+    print("router: %s (through %s while %s restarted) resubscribed_after=%ss serving_after=%.1fs" % (
+        summary_line(report), other, restarted,
+        "%.2f" % resubscribed if resubscribed is not None else "never", time.monotonic() - started))
+    check(resubscribed is not None, "%s did not list every box for every domain within 30s" % restarted)
+    check(not report.failed, "requests through %s failed: %s" % (other, report.summary()["failures"]))
+    check(served is not None, "%s does not serve again" % restarted)
+    return {"report": report.summary(), "resubscribed": resubscribed}
+
+
+def case_box(lab: Lab) -> dict:
+    lost = lab.boxes[-1]
+    node = "%s:3017" % lab.ip[lost]
+    gen = lab.load()
+    time.sleep(2)
+    stopped_at = time.monotonic()
+    lab.sh(lost, "systemctl stop uwsgi-fastrouter")
+    dropped = wait_for(lambda: all(node not in nodes for r in lab.routers for nodes in lab.router_nodes(r).values()),
+                       timeout=30)
+    time.sleep(3)
+    down = gen.report.window(stopped_at, time.monotonic())
+    failed_down = len(down.failed)
+    last_failure = max((s.start for s in down.failed), default=stopped_at) - stopped_at
+    lab.sh(lost, "systemctl start uwsgi-fastrouter")
+    back_at = time.monotonic()
+    rejoined = wait_for(lambda: all(node in nodes for r in lab.routers for nodes in lab.router_nodes(r).values()),
+                        timeout=30)
+    time.sleep(3)
+    report = gen.stop()
+    served_by = {s.version for s in report.window(back_at + (rejoined or 0) + 1, time.monotonic()).samples}
+    print("box: %s box=%s failed_while_down=%d last_failure_after=%.2fs routers_dropped_it_after=%s "
+          "rejoined_after=%s" % (summary_line(report), lost, failed_down, last_failure,
+                                 "%.2fs" % dropped if dropped is not None else "never",
+                                 "%.2fs" % rejoined if rejoined is not None else "never"))
+    check(dropped is not None, "the routers still list %s 30s after its fastrouter stopped" % node)
+    check(rejoined is not None, "%s did not rejoin the routers within 30s" % lost)
+    check(served_by, "no response after %s rejoined" % lost)
+    return {"report": report.summary(), "failed_while_down": failed_down}
+
+
+CASES = {"good": case_good, "bad": case_bad, "router": case_router, "box": case_box}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inventory", required=True)
+    parser.add_argument("--case", action="append", choices=sorted(CASES), help="default: all, in order")
+    args = parser.parse_args()
+    lab = Lab(args.inventory)
+    failures = []
+    for name in args.case or ["good", "bad", "router", "box"]:
+        try:
+            CASES[name](lab)
+        except CaseFailed as exc:
+            print("%s: FAILED: %s" % (name, exc))
+            failures.append(name)
+        sys.stdout.flush()
+    print("release cases: %d run, %d failed%s" % (len(args.case or CASES), len(failures),
+                                                 " (%s)" % ", ".join(failures) if failures else ""))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
