@@ -14,7 +14,7 @@ description:
     O(tolerance) seconds of O(now), leaving out the nodes named in O(exclude).
   - The rolling release's cluster guard uses it to require enough nodes on the other boxes before it reloads a box.
 author:
-  - graceful.uwsgi contributors
+  - graceful.uwsgi maintainers (@graceful-uwsgi)
 options:
   _input:
     description: A router's stats document (C(stats) of M(graceful.uwsgi.stats_info)).

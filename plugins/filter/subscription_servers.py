@@ -14,7 +14,7 @@ description:
   - The address is the host's C(http_router_bind_address), else its gathered default IPv4 address;
     the port is its C(http_router_subscription_port), else O(default_port).
 author:
-  - graceful.uwsgi contributors
+  - graceful.uwsgi maintainers (@graceful-uwsgi)
 options:
   _input:
     description: Inventory host names of the HTTP routers.

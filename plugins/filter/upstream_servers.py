@@ -15,7 +15,7 @@ description:
   - In C(uwsgi) mode, the hosts are app boxes; their C(fastrouter_bind_address) (else the gathered default IPv4
     address) and C(fastrouter_port) (else 3017).
 author:
-  - graceful.uwsgi contributors
+  - graceful.uwsgi maintainers (@graceful-uwsgi)
 options:
   _input:
     description: Inventory host names.

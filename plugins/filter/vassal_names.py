@@ -12,7 +12,7 @@ description:
   - Maps the emperor role's C(emperor_apps) to the names of their vassals, C(<app>_01) to C(<app>_NN), where N is
     the app's C(vassals) or O(default_count).
 author:
-  - graceful.uwsgi contributors
+  - graceful.uwsgi maintainers (@graceful-uwsgi)
 options:
   _input:
     description: The apps, dicts with C(name) and optional C(vassals).

@@ -61,8 +61,7 @@ class EmperorHost(Actions):
         return os.path.join(self.emperor_dir, name + self.suffix)
 
     def staged_path(self, name: str) -> str:
-        assert self.staging_dir is not None
-        return os.path.join(self.staging_dir, name + self.suffix)
+        return os.path.join(self.staging_dir or self.emperor_dir, name + self.suffix)
 
     def staged_state(self, name: str) -> str:
         """``changed``, ``unchanged`` or ``not staged`` for one vassal."""
@@ -202,7 +201,7 @@ def reload_emperor_vassals(host: EmperorHost, *, patterns: Optional[List[str]], 
                          params.subscription_tolerance, params.force, skipped)
         if params.drain and snap.has_fastrouter:
             for name in plan.vassals:
-                if is_active(snap.vassals[name], snap, params.subscription_tolerance):
+                if name in snap.vassals and is_active(snap.vassals[name], snap, params.subscription_tolerance):
                     host.check_fifo(name)
         out: Dict[str, Any] = {
             "plan": plan.as_dict(),

@@ -87,11 +87,11 @@ def read_uwsgi_options(path: str, section: str = "uwsgi") -> Dict[str, List[str]
             continue
         if current != section or "=" not in line:
             continue
-        key, _, value = line.partition("=")
+        key, value = line.split("=", 1)
         key = key.strip()
         value = expand(value.strip(), path, placeholders)
         if key in ("set-placeholder", "set-ph") and "=" in value:
-            ph_key, _, ph_value = value.partition("=")
+            ph_key, ph_value = value.split("=", 1)
             placeholders[ph_key.strip()] = ph_value.strip()
             continue
         placeholders.setdefault(key, value)

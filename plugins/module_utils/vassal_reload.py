@@ -149,6 +149,12 @@ def build_snapshot(emperor: Dict[str, Any], fastrouter: Optional[Dict[str, Any]]
     return Snapshot(wall=wall, vassals=vassals, has_fastrouter=fastrouter is not None)
 
 
+def unreported(name: str) -> VassalStatus:
+    """A vassal with a file that the emperor does not report (yet)."""
+    return VassalStatus(name=name, file=name, pid=0, accepting=False, last_accepting=0, last_mod=0,
+                        respawns=0, cursed=False)
+
+
 def node_fresh(node: Node, wall: float, tolerance: int) -> bool:
     """Would the fastrouter route to this node now?  (uWSGI's own test.)"""
     return not node.death_mark and int(wall) - node.last_check <= tolerance
@@ -332,9 +338,10 @@ def admissible(name: str, snap: Snapshot, scope: Sequence[str], params: Params,
     for must keep its minimum; otherwise the total must.
     """
     vassal = snap.vassals.get(name)
-    if vassal is None:
-        return False
     flying = list(in_flight)
+    if vassal is None:
+        # Not reported (crash-looping, throttled by the emperor): costs nothing.
+        return True
     if not flying and params.force:
         return True
     if not is_active(vassal, snap, params.subscription_tolerance):
@@ -356,11 +363,6 @@ def make_plan(snap: Snapshot, scope: Sequence[str], candidates: Sequence[str],
     active go first: they cost no capacity, and a broken release shows on
     them before a healthy vassal is touched.
     """
-    missing = [n for n in candidates if n not in snap.vassals]
-    if missing:
-        raise ReloadError(
-            "vassal(s) %s have a file in the emperor directory but the emperor does not report them "
-            "(not spawned yet, or stopped): wait for the emperor or remove the file" % ", ".join(missing))
     total = len(scope)
     key_minimums: Dict[str, int] = {}
     if params_keys:
@@ -375,7 +377,7 @@ def make_plan(snap: Snapshot, scope: Sequence[str], candidates: Sequence[str],
     probe = Params(minimum_active=minimum, key_minimums=key_minimums, subscription_tolerance=tolerance, force=force)
     active, per_key = count_active(snap, scope, probe)
     # Only the keys the vassals to reload serve matter.
-    touched_keys = {node.key for n in candidates for node in snap.vassals[n].nodes}
+    touched_keys = {node.key for n in candidates if n in snap.vassals for node in snap.vassals[n].nodes}
     below = sorted(k for k in touched_keys if k in per_key and per_key[k] < key_minimums[k])
     if candidates and (active < minimum or below) and not force:
         detail = "%d of %d vassals are active" % (active, total)
@@ -387,7 +389,9 @@ def make_plan(snap: Snapshot, scope: Sequence[str], candidates: Sequence[str],
         raise ReloadError(
             "refusing to start: %s, fewer than %s (use force=true to reload anyway, "
             "one vassal at a time)" % (detail, limit))
-    inactive = [n for n in candidates if not is_active(snap.vassals[n], snap, tolerance)]
+    # Vassals the emperor does not report (a crash loop it throttles) are
+    # reloaded too: their new file may be the fix.
+    inactive = [n for n in candidates if n not in snap.vassals or not is_active(snap.vassals[n], snap, tolerance)]
     healthy = [n for n in candidates if n not in inactive]
     # The wave: how many of the healthy ones could start at once right now.
     flying: List[str] = []
@@ -480,7 +484,7 @@ class Reloader:
         return admissible(name, snap, self.scope, self.params, self.flights)
 
     def _start(self, name: str, snap: Snapshot, now: float) -> None:
-        vassal = snap.vassals[name]
+        vassal = snap.vassals.get(name) or unreported(name)
         flight = Flight(
             name=name, started=now, before=vassal,
             was_active=is_active(vassal, snap, self.params.subscription_tolerance),
@@ -514,7 +518,16 @@ class Reloader:
     def _advance(self, flight: Flight, snap: Snapshot, now: float) -> None:
         vassal = snap.vassals.get(flight.name)
         if vassal is None:
-            self._fail(flight, now, "the emperor no longer reports it (its file was removed?)")
+            if flight.before.pid:
+                self._fail(flight, now, "the emperor no longer reports it (its file was removed, or it keeps dying)")
+                return
+            # It was not reported before either: wait for the emperor to spawn it.
+            vassal = flight.before
+            if now - flight.started >= self.params.timeout:
+                self._fail(flight, now, "not back within timeout=%ss (the emperor does not report it: it keeps "
+                                        "dying, or the emperor throttles it)" % _fmt(self.params.timeout))
+            elif flight.phase == "drained":
+                self._touch(flight, now)
             return
         flight.after = vassal
         if vassal.blacklisted and not flight.before.blacklisted:
@@ -533,11 +546,7 @@ class Reloader:
                 flight.blocked_at = snap.wall
                 flight.reblocked += 1
         if flight.phase == "drained":
-            self.actions.reload(flight.name)
-            flight.touched_at = now
-            flight.touched_wall = self.clock.wall()
-            flight.phase = "reloading"
-            self.log("reload %s" % flight.name)
+            self._touch(flight, now)
             return
         if flight.phase == "reloading":
             before = flight.before
@@ -566,6 +575,13 @@ class Reloader:
         if now - flight.started >= self.params.timeout:
             self._fail(flight, now, "not back within timeout=%ss (%s)" % (
                 _fmt(self.params.timeout), self._why_not_back(flight, vassal, snap)))
+
+    def _touch(self, flight: Flight, now: float) -> None:
+        self.actions.reload(flight.name)
+        flight.touched_at = now
+        flight.touched_wall = self.clock.wall()
+        flight.phase = "reloading"
+        self.log("reload %s" % flight.name)
 
     def _back(self, flight: Flight, vassal: VassalStatus, snap: Snapshot) -> bool:
         touched = int(flight.touched_wall)
@@ -606,7 +622,7 @@ class Reloader:
             snap = self.poll()
             now = self.clock.monotonic()
             self.result.polls += 1
-            available, _ = self._available(snap)
+            available = self._available(snap)[0]
             if self.result.min_active_observed is None or available < self.result.min_active_observed:
                 self.result.min_active_observed = available
             for flight in list(self.flights.values()):
@@ -621,7 +637,6 @@ class Reloader:
                 if self.pending and not self.flights:
                     stuck_since = stuck_since if stuck_since is not None else now
                     if now - stuck_since >= self.params.timeout:
-                        available, _ = self._available(snap)
                         available, per_key = self._available(snap)
                         self.result.message = (
                             "not starting %s: for %ss it could not start without the active vassals falling "
@@ -645,8 +660,7 @@ class Reloader:
     def _report(self, final: Snapshot) -> None:
         durations = []
         for flight in self.done:
-            assert flight.back_at is not None
-            seconds = flight.back_at - flight.started
+            seconds = (flight.back_at or flight.started) - flight.started
             durations.append(seconds)
             after = final.vassals.get(flight.name) or flight.after
             self.result.reloaded.append({

@@ -18,7 +18,7 @@ description:
   - Fails with a message naming the socket for a missing socket, a refused connection, denied
     permission, a timeout or an answer that is not JSON.
 author:
-  - graceful.uwsgi contributors
+  - graceful.uwsgi maintainers (@graceful-uwsgi)
 options:
   socket:
     description:
@@ -44,8 +44,10 @@ notes:
     service's group; read it as root (C(become)) or as a member of that group.
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: N/A
     details: The module reads only.
 seealso:

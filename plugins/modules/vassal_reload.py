@@ -51,7 +51,7 @@ description:
     C(start-unsubscribed), C(hook-accepting1-once = writefifo:... S), C(subscribe-freq = 1), no
     C(unsubscribe-on-graceful-reload)) are what the P(graceful.uwsgi.emperor#role) role renders.
 author:
-  - graceful.uwsgi contributors
+  - graceful.uwsgi maintainers (@graceful-uwsgi)
 options:
   emperor_dir:
     description:
@@ -167,8 +167,11 @@ seealso:
     link: https://uwsgi-docs.readthedocs.io/en/latest/articles/TheArtOfGracefulReloading.html
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
+    details: Returns the plan (order, wave size, counts) and touches nothing.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 """
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A bounded HTTP load generator that records every response.
 
 Stdlib only, so it runs on the controller and on a lab host.  Each of
@@ -68,8 +67,8 @@ class Report:
 
 def parse_target(text: str) -> Target:
     """``host:port/Host-header``."""
-    address, _, header = text.partition("/")
-    host, _, port = address.rpartition(":")
+    address, header = text.split("/", 1) if "/" in text else (text, "")
+    host, port = address.rsplit(":", 1) if ":" in address else ("", "")
     if not host or not port.isdigit() or not header:
         raise ValueError("target %r is not host:port/Host-header" % text)
     return host, int(port), header
@@ -168,7 +167,7 @@ class LoadGenerator:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--target", action="append", required=True, help="host:port/Host-header (repeat)")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--duration", type=float, default=10.0)

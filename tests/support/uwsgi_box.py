@@ -149,7 +149,7 @@ class LoopbackBox:
             "emperor_vassal_run_dir": self.run,
             "emperor_log_dir": self.log_dir,
             "emperor_subscription_server": "127.0.0.1:%d" % self.fastrouter_sub_port,
-            "emperor_warmup_command": os.path.join(ROOT, "roles", "emperor", "files", "uwsgi-warmup"),
+            "emperor_warmup_script": os.path.join(ROOT, "roles", "emperor", "files", "uwsgi-warmup.py"),
         }
         varfile = os.path.join(self.root, "render-vars.json")
         with open(varfile, "w") as handle:

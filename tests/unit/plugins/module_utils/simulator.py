@@ -54,6 +54,8 @@ class SimVassal:
     reloading_until: Optional[float] = None
     last_announce: Dict[str, int] = field(default_factory=dict)
     announced_second: int = -1
+    # Not in the emperor's list (a crash loop it throttles) until touched.
+    hidden: bool = False
 
 
 class SimBox(Actions):
@@ -87,6 +89,9 @@ class SimBox(Actions):
                 # The emperor scans every emperor_freq seconds.
                 seen = math.ceil(v.touched_at / self.emperor_freq) * self.emperor_freq
                 if t >= seen:
+                    if v.hidden:
+                        v.hidden = False
+                        v.pid = self._pid()
                     v.respawns += 1
                     v.last_mod = int(EPOCH + v.touched_at) + 1
                     v.accepting = False
@@ -115,11 +120,13 @@ class SimBox(Actions):
         return {"version": "2.0.21-debian", "emperor": ["/etc/vassals"], "vassals": [
             {"id": v.name + ".ini", "pid": v.pid, "accepting": int(v.accepting), "ready": 0,
              "last_accepting": v.last_accepting, "last_mod": v.last_mod, "respawns": v.respawns,
-             "cursed": 0} for v in self.vassals.values()], "blacklist": []}
+             "cursed": 0} for v in self.vassals.values() if not v.hidden], "blacklist": []}
 
     def fastrouter_doc(self) -> dict:
         slots: Dict[str, list] = {}
         for v in self.vassals.values():
+            if v.hidden:
+                continue
             for k, last in v.last_announce.items():
                 slots.setdefault(k, []).append({
                     "name": "/run/uwsgi/app/%s.sock" % v.name, "last_check": last,

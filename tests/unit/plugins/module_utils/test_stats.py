@@ -23,7 +23,7 @@ FIXTURES = os.path.join(HERE, "..", "..", "fixtures")
 def serve_once(sock, payload, hold=False):
     """Accept one connection, send ``payload`` and close (or keep it open)."""
     def run():
-        conn, _ = sock.accept()
+        conn = sock.accept()[0]
         if payload:
             conn.sendall(payload)
         if hold:

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Warm a vassal up, then let it subscribe.
 
 Run by the vassal's ``hook-accepting1-once`` in the background: sends a
