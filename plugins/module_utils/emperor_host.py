@@ -198,7 +198,8 @@ def reload_emperor_vassals(host: EmperorHost, *, patterns: Optional[List[str]], 
     def run_locked() -> Dict[str, Any]:
         snap = host.poll()
         plan = make_plan(snap, scope, candidates, minimum_active, keys,
-                         params.subscription_tolerance, params.force, skipped)
+                         params.subscription_tolerance, params.force, skipped,
+                         declared={n: vassal_config.subscription_keys(files[n]) for n in scope} if keys else None)
         if params.drain and snap.has_fastrouter:
             for name in plan.vassals:
                 if name in snap.vassals and is_active(snap.vassals[name], snap, params.subscription_tolerance):

@@ -126,6 +126,23 @@ def stats_socket(path: str) -> Optional[str]:
     return first_option(read_uwsgi_options(path), "stats", "stats-server")
 
 
+def subscription_keys(path: str) -> List[str]:
+    """The subscription keys a vassal file declares (subscribe2 key=, subscribe-to ADDR:KEY)."""
+    options = read_uwsgi_options(path)
+    keys = []
+    for value in options.get("subscribe2", []):
+        for item in value.split(","):
+            name, sep, key = item.partition("=")
+            if sep and name.strip() == "key" and key.strip():
+                keys.append(key.strip())
+    for option in ("subscribe-to", "subscribe"):
+        for value in options.get(option, []):
+            parts = value.split(":")
+            if len(parts) >= 3 and parts[2]:
+                keys.append(parts[2])
+    return sorted(set(keys))
+
+
 def tail(path: str, lines: int = 20, max_bytes: int = 16384) -> List[str]:
     """The last ``lines`` lines of a file, reading at most ``max_bytes``."""
     try:

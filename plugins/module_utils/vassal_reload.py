@@ -355,11 +355,14 @@ def admissible(name: str, snap: Snapshot, scope: Sequence[str], params: Params,
 
 def make_plan(snap: Snapshot, scope: Sequence[str], candidates: Sequence[str],
               minimum_active: Any, params_keys: Sequence[str], tolerance: int,
-              force: bool, skipped: Optional[List[Dict[str, str]]] = None) -> Plan:
+              force: bool, skipped: Optional[List[Dict[str, str]]] = None,
+              declared: Optional[Dict[str, Sequence[str]]] = None) -> Plan:
     """Validate the input against the stats and order the work.
 
     ``scope`` are the vassals whose activity counts for the minimum;
-    ``candidates`` (a subset) are the ones to reload.  Vassals that are not
+    ``candidates`` (a subset) are the ones to reload.  ``declared`` maps a
+    vassal to the keys its file subscribes to: a percentage per key is
+    taken of every vassal that should serve the key, down or not.  Vassals that are not
     active go first: they cost no capacity, and a broken release shows on
     them before a healthy vassal is touched.
     """
@@ -368,7 +371,8 @@ def make_plan(snap: Snapshot, scope: Sequence[str], candidates: Sequence[str],
     if params_keys:
         minimum = 0
         for key in params_keys:
-            serving = [n for n in scope if n in snap.vassals and any(node.key == key for node in snap.vassals[n].nodes)]
+            serving = [n for n in scope if key in (declared or {}).get(n, ()) or (
+                n in snap.vassals and any(node.key == key for node in snap.vassals[n].nodes))]
             if not serving and snap.has_fastrouter:
                 raise ReloadError("key %s: no vassal in scope is subscribed for it in the fastrouter" % key)
             key_minimums[key] = resolve_minimum(minimum_active, len(serving), "minimum_active for key %s" % key)
@@ -530,7 +534,9 @@ class Reloader:
                 self._touch(flight, now)
             return
         flight.after = vassal
-        if vassal.blacklisted and not flight.before.blacklisted:
+        # A vassal that was not active may be crash-looping: the emperor
+        # blacklists and curses it until its new file fixes it.
+        if flight.was_active and vassal.blacklisted and not flight.before.blacklisted:
             self._fail(flight, now, "the emperor blacklisted it (it keeps dying)")
             return
         if flight.phase == "draining":
@@ -550,7 +556,7 @@ class Reloader:
             return
         if flight.phase == "reloading":
             before = flight.before
-            if vassal.cursed:
+            if vassal.cursed and flight.was_active:
                 self._fail(flight, now, "it died while reloading or did not stop in time (the emperor cursed it)")
                 return
             if not flight.reload_seen and (vassal.respawns != before.respawns or vassal.last_mod != before.last_mod):

@@ -182,7 +182,7 @@ def case_bad(lab: Lab, good_version: str = "2", bad_version: str = "3bad") -> di
     rollback = gen.stop()
     shutil.rmtree(broken)
     print("rollback: %s playbook=%.1fs rc=%d" % (summary_line(rollback), back_seconds, back.returncode))
-    check(back.returncode == 0, "rollback failed:\n%s" % back.stdout[-4000:])
+    check(back.returncode == 0, "rollback failed:\n%s\n%s" % (back.stdout[-4000:], back.stderr[-2000:]))
     check(not rollback.failed, "rollback: %d requests failed" % len(rollback.failed))
     check(set(lab.versions_served()) == {good_version}, "after the rollback not every response is %s" % good_version)
     return {"report": report.summary()}

@@ -60,3 +60,13 @@ def test_tail_is_bounded(tmp_path):
     path = write(tmp_path, "log", "".join("line %d\n" % i for i in range(5000)))
     assert vassal_config.tail(path, lines=3) == ["line 4997", "line 4998", "line 4999"]
     assert vassal_config.tail(str(tmp_path / "missing")) == []
+
+
+def test_subscription_keys(tmp_path):
+    path = write(tmp_path, "shop_01.ini", """[uwsgi]
+subscribe2 = server=127.0.0.1:2727,key=shop.test
+subscribe2 = server=10.0.0.11:2626,key=www.shop.test,addr=10.0.0.21:3017,sign=SHA256:/k.pem
+subscribe-to = 127.0.0.1:2727:old.shop.test
+subscribe2 = server=127.0.0.1:2727,key=shop.test
+""")
+    assert vassal_config.subscription_keys(path) == ["old.shop.test", "shop.test", "www.shop.test"]

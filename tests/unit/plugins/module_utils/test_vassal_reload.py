@@ -117,7 +117,8 @@ def test_lower_bound(durations, wave, expected):
 def run(box, clock, minimum, names=None, force=False, timeout=60.0, keys=()):
     snap = box.poll()
     scope = sorted(box.vassals)  # the vassal files, reported by the emperor or not
-    plan = make_plan(snap, scope, names or scope, minimum, keys, 3, force)
+    declared = {name: vassal.keys for name, vassal in box.vassals.items()}
+    plan = make_plan(snap, scope, names or scope, minimum, keys, 3, force, declared=declared)
     params = Params(minimum_active=plan.minimum_active, key_minimums=plan.key_minimums, timeout=timeout,
                     check_interval=0.1, subscription_tolerance=3, force=force, drain_timeout=8.0)
     seen = []
@@ -364,3 +365,17 @@ def test_vassal_the_emperor_never_spawns_times_out():
     unused_plan, result, unused_seen = run(box, clock, "0", timeout=15.0)
     assert [f["name"] for f in result.failed] == ["web01"]
     assert "not back within timeout=15s" in result.failed[0]["error"]
+
+
+def test_percentage_per_key_counts_the_vassals_that_are_down():
+    """50% of an app with one of its two vassals crash-looping is still 1, not 0."""
+    clock = FakeClock()
+    box = SimBox(clock, n=2, keys=("hello.test",))
+    sick = box.vassals["web01"]
+    sick.hidden, sick.accepting, sick.last_announce = True, False, {}
+    snap = box.poll()
+    declared = {n: v.keys for n, v in box.vassals.items()}
+    plan = make_plan(snap, ["web01", "web02"], ["web01", "web02"], "50%", ["hello.test"], 3, False, declared=declared)
+    assert plan.key_minimums == {"hello.test": 1}
+    without = make_plan(snap, ["web01", "web02"], ["web01", "web02"], "50%", ["hello.test"], 3, False)
+    assert without.key_minimums == {"hello.test": 0}
