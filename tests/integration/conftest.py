@@ -36,13 +36,13 @@ def real_uwsgi():
 def make_box(tmp_path):
     boxes = []
 
-    def factory(apps, **kwargs):
+    def factory(apps, wait=True, **kwargs):
         root = os.path.join(str(tmp_path), "box%d" % len(boxes))
         os.makedirs(root)
         os.chmod(str(tmp_path), 0o755)
         box = LoopbackBox(root, apps, **kwargs)
         boxes.append(box)
-        return box.start()
+        return box.start(wait=wait)
 
     yield factory
     for box in boxes:

@@ -40,6 +40,19 @@ def application(environ, start_response):
 '''
 
 
+def make_key_pair(path: str) -> None:
+    """An RSA key pair as graceful.uwsgi.subscription_key writes it (<name>.pem, <name>.pub)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with open(path, "wb") as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    with open(path[:-4] + ".pub", "wb") as handle:
+        handle.write(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     sock = socket.socket(socket.AF_INET, kind)
     sock.bind(("127.0.0.1", 0))
@@ -89,7 +102,8 @@ class App:
 class LoopbackBox:
     """Build with :meth:`start`; always :meth:`stop` (the fixture does)."""
 
-    def __init__(self, root: str, apps: List[App], emperor_freq: int = 1) -> None:
+    def __init__(self, root: str, apps: List[App], emperor_freq: int = 1, signing: bool = False,
+                 announce_to_routers: bool = True) -> None:
         self.root = root
         self.apps = {a.name: a for a in apps}
         self.emperor_freq = emperor_freq
@@ -108,6 +122,24 @@ class LoopbackBox:
         self.fastrouter_stats = os.path.join(self.run, "fastrouter.stats")
         self.emperor_stats = os.path.join(self.run, "emperor.stats")
         self.procs: Dict[str, subprocess.Popen] = {}
+        # Signed subscriptions as the roles deploy them: a key pair per app,
+        # public keys per domain for the fastrouter and the router.
+        self.signing = signing
+        # Signing vassals announce the box to the router; without that, the
+        # fastrouter re-subscribes (which a signing router drops).
+        self.announce = signing and announce_to_routers
+        self.keys_dir = os.path.join(root, "keys")
+        self.public_dir = os.path.join(root, "public-keys")
+        if signing:
+            os.makedirs(self.keys_dir)
+            os.makedirs(self.public_dir)
+            for app in apps:
+                make_key_pair(os.path.join(self.keys_dir, app.name + ".pem"))
+                with open(os.path.join(self.keys_dir, app.name + ".pub")) as handle:
+                    public = handle.read()
+                for domain in app.domains:
+                    with open(os.path.join(self.public_dir, domain + ".pem"), "w") as handle:
+                        handle.write(public)
 
     # -- code and vassal files ----------------------------------------------
     def release_dir(self, app: str, release: str) -> str:
@@ -150,6 +182,11 @@ class LoopbackBox:
             "emperor_log_dir": self.log_dir,
             "emperor_subscription_server": "127.0.0.1:%d" % self.fastrouter_sub_port,
             "emperor_warmup_script": os.path.join(ROOT, "roles", "emperor", "files", "uwsgi-warmup.py"),
+            "uwsgi_subscription_signing": self.signing,
+            "uwsgi_subscription_digest": "SHA256",
+            "emperor_keys_dir": self.keys_dir,
+            "emperor_router_subscriptions": ["127.0.0.1:%d" % self.router_sub_port] if self.announce else [],
+            "emperor_fastrouter_address": "127.0.0.1:%d" % self.fastrouter_port,
         }
         varfile = os.path.join(self.root, "render-vars.json")
         with open(varfile, "w") as handle:
@@ -171,7 +208,7 @@ class LoopbackBox:
         path = os.path.join(self.root, name + ".ini")
         with open(path, "w") as handle:
             handle.write("[uwsgi]\n")
-            handle.writelines("%s = %s\n" % option for option in options)
+            handle.writelines("%s = %s\n" % option for option in options if option[1] is not None)
         return path
 
     def _spawn(self, name: str, ini: str) -> None:
@@ -187,6 +224,8 @@ class LoopbackBox:
 
         common = [("strict", "true"), ("master", "true"), ("processes", "0"),
                   ("subscription-tolerance", TOLERANCE)]
+        if self.signing:
+            common.append(("subscriptions-sign-check", "SHA256:" + self.public_dir))
         self._spawn("http-router", self._ini("http-router", plugin("http") + common + [
             ("http", "127.0.0.1:%d" % self.http_port),
             ("http-subscription-server", "127.0.0.1:%d" % self.router_sub_port),
@@ -195,7 +234,8 @@ class LoopbackBox:
         self._spawn("fastrouter", self._ini("fastrouter", plugin("fastrouter") + common + [
             ("fastrouter", "127.0.0.1:%d" % self.fastrouter_port),
             ("fastrouter-subscription-server", "127.0.0.1:%d" % self.fastrouter_sub_port),
-            ("fastrouter-resubscribe", "127.0.0.1:%d" % self.router_sub_port),
+            # Signing vassals announce the box to the router themselves.
+            ("fastrouter-resubscribe", "127.0.0.1:%d" % self.router_sub_port if not self.announce else None),
             ("fastrouter-timeout", 60), ("fastrouter-stats", self.fastrouter_stats)]))
         for app in self.apps.values():
             if not os.path.isdir(self.release_dir(app.name, app.release)):
@@ -247,6 +287,13 @@ class LoopbackBox:
                 if not node["death_mark"] and now - node["last_check"] <= TOLERANCE:
                     fresh.add(os.path.basename(node["name"])[:-len(".sock")])
         return sorted(v["id"][:-4] for v in emperor["vassals"] if v["accepting"] and v["id"][:-4] in fresh)
+
+    def wait_vassals_in_fastrouter(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(len(s["nodes"]) for s in self.fastrouter().get("subscriptions", [])) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError("fewer than %d vassals in the fastrouter; logs in %s" % (count, self.log_dir))
+            time.sleep(0.2)
 
     def wait_active(self, count: int, timeout: float) -> List[str]:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,136 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: graceful.uwsgi contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: subscription_key
+short_description: Create the RSA key pair that signs an app's uWSGI subscriptions
+version_added: 0.1.0
+description:
+  - Creates an RSA private key (PEM, PKCS8, mode 0600) at O(path) and its public key next to it
+    (O(path) with C(.pub) instead of C(.pem)), unless they exist; returns the public key.
+  - The vassals of the app sign their subscriptions with the private key (uWSGI C(subscribe2 ... sign=));
+    the fastrouters and HTTP routers check them with the public key (C(subscriptions-sign-check)).
+  - Meant to run on the controller (C(delegate_to) C(localhost)) so that every box of the cluster gets the same
+    key pair; an existing key (for example one restored from a vault) is kept as it is.
+  - Needs the C(cryptography) Python library where it runs (ansible-core depends on it).
+author:
+  - graceful.uwsgi maintainers (@graceful-uwsgi)
+options:
+  path:
+    description: Path of the private key; the public key goes to the same path with C(.pub).
+    type: path
+    required: true
+  size:
+    description: Key size in bits of a new key.
+    type: int
+    default: 2048
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+requirements:
+  - cryptography
+"""
+
+EXAMPLES = r"""
+- name: Create the signing key of the shop app on the controller
+  graceful.uwsgi.subscription_key:
+    path: "{{ lookup('ansible.builtin.env', 'HOME') }}/.graceful-uwsgi/keys/shop.pem"
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+public_key:
+  description: The public key (PEM); empty in check mode when the key does not exist yet.
+  returned: always
+  type: str
+public_path:
+  description: Where the public key is.
+  returned: always
+  type: str
+"""
+
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+except ImportError:
+    HAS_CRYPTOGRAPHY = False
+    CRYPTOGRAPHY_ERROR = traceback.format_exc()
+else:
+    HAS_CRYPTOGRAPHY = True
+    CRYPTOGRAPHY_ERROR = None
+
+
+def public_path_of(path):
+    base = path[:-4] if path.endswith(".pem") else path
+    return base + ".pub"
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            size=dict(type="int", default=2048),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=CRYPTOGRAPHY_ERROR)
+    path = module.params["path"]
+    size = module.params["size"]
+    if size < 2048:
+        module.fail_json(msg="size=%d is too small: use 2048 bits or more" % size)
+    public_path = public_path_of(path)
+    directory = os.path.dirname(path) or "."
+    changed = False
+    if os.path.exists(path):
+        try:
+            with open(path, "rb") as handle:
+                key = serialization.load_pem_private_key(handle.read(), password=None)
+        except (OSError, ValueError, TypeError) as exc:
+            module.fail_json(msg="%s is not a readable unencrypted PEM private key: %s" % (path, exc))
+        if not isinstance(key, rsa.RSAPrivateKey):
+            module.fail_json(msg="%s is not an RSA key (uWSGI signs subscriptions with RSA)" % path)
+    else:
+        changed = True
+        if module.check_mode:
+            module.exit_json(changed=True, public_key="", public_path=public_path)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=size)
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        except OSError as exc:
+            module.fail_json(msg="cannot write the private key %s: %s" % (path, exc))
+    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    current = None
+    if os.path.exists(public_path):
+        with open(public_path) as handle:
+            current = handle.read()
+    if current != public_pem:
+        changed = True
+        if not module.check_mode:
+            with open(public_path, "w") as handle:
+                handle.write(public_pem)
+    module.exit_json(changed=changed, public_key=public_pem, public_path=public_path)
+
+
+if __name__ == "__main__":
+    main()
