@@ -1,0 +1,172 @@
+"""Security checks on a lab deployed by playbooks/site.yml (signed subscriptions on).
+
+    security_checks.py --inventory INVENTORY [--keys-dir ~/.graceful-uwsgi/keys]
+
+1. Rogue subscriptions: from an app box (to its own fastrouter and to every
+   router) and from another lab host (a router, to the other router), send an
+   unsigned subscription and one signed with a wrong key for existing
+   domains, announcing a rogue listener that answers "rogue". Neither the
+   routers' nor the fastrouter's table may list it, and no request may reach
+   it. Control: a subscription signed with the app's real key IS listed (then
+   withdrawn), which shows the check is what dropped the others.
+2. Exposure: on every host, what listens where (ss -lntu, printed); no
+   subscription server or stats socket on a wildcard or public address.
+3. Privileges: every service runs as its unprivileged user; private keys
+   are 0600 owned by the app user; stats sockets are 0660.
+Prints one line per check and exits non-zero if any fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from release_cases import Lab, check, CaseFailed  # noqa: E402
+from subscription_packet import build  # noqa: E402
+from uwsgi_box import make_key_pair  # noqa: E402
+
+ROGUE_PORT = 9999
+ROGUE_SERVER = (
+    "import socket\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('%s', %d)); s.listen(16)\n"
+    "while True:\n"
+    "    c = s.accept()[0]\n"
+    "    c.recv(65536)\n"
+    "    c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 6\\r\\nConnection: close\\r\\n\\r\\nrogue\\n')\n"
+    "    c.close()\n")
+
+
+def send_from(lab: Lab, host: str, packet: bytes, server: str) -> None:
+    address, port = server.rsplit(":", 1)
+    code = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "s.sendto(sys.stdin.buffer.read(), (%r, %s))" % (address, port))
+    out = subprocess.run(["podman", "exec", "-i", lab.container[host], "python3", "-c", code], input=packet,
+                         capture_output=True, timeout=60, check=False)
+    check(out.returncode == 0, "sending from %s failed: %s" % (host, out.stderr.decode()))
+
+
+def fastrouter_nodes(lab: Lab, box: str) -> dict:
+    raw = lab.sh(box, "python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); "
+                      "s.connect('/run/uwsgi-fastrouter/fastrouter.stats'); b=b''\n"
+                      "while True:\n d=s.recv(65536)\n if not d: break\n b+=d\n"
+                      "sys.stdout.write(b.decode('utf-8','replace'))\"")
+    import json
+    return {s["key"]: [n["name"] for n in s["nodes"] if not n["death_mark"]] for s in json.loads(raw)["subscriptions"]}
+
+
+def rogue_subscriptions(lab: Lab, keys_dir: str) -> None:
+    box, other = lab.boxes[0], lab.routers[1]
+    rogue = "%s:%d" % (lab.ip[box], ROGUE_PORT)
+    lab.sh(box, "systemd-run --unit=rogue-listener --collect python3 -c \"%s\"" % (
+        ROGUE_SERVER % (lab.ip[box], ROGUE_PORT)).replace('"', '\\"'))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            wrong = os.path.join(tmp, "wrong.pem")
+            make_key_pair(wrong)
+            for label, key in (("unsigned", None), ("wrong key", wrong)):
+                for domain in ("hello.test", "shop.test"):
+                    packet = build(domain, rogue, sign_with=key)
+                    send_from(lab, box, packet, "127.0.0.1:2727")
+                    for router in lab.routers:
+                        send_from(lab, box, packet, "%s:2626" % lab.ip[router])
+                    # Another lab host tries the other router.
+                    send_from(lab, other, packet, "%s:2626" % lab.ip[lab.routers[0]])
+                print("rogue: sent %s subscriptions for hello.test and shop.test announcing %s from %s and %s"
+                      % (label, rogue, box, other))
+        time.sleep(2)
+        listed = {r: [k for k, nodes in lab.router_nodes(r).items() if rogue in nodes] for r in lab.routers}
+        local = [k for k, nodes in fastrouter_nodes(lab, box).items() if rogue in nodes]
+        report = lab.load(concurrency=2, duration=4).wait()
+        versions = report.summary()["versions"]
+        print("rogue: routers list it for %s; %s's fastrouter lists it for %s; %d requests, answers %s"
+              % (listed, box, local or "nothing", report.summary()["sent"], versions))
+        check(not any(listed.values()), "a router lists the rogue node: %s" % listed)
+        check(not local, "the fastrouter lists the rogue node for %s" % local)
+        check("rogue" not in versions and not report.failed, "requests reached the rogue or failed: %s" % versions)
+        # Control: the real key is accepted, so the signature check is what dropped the rogues.
+        real = os.path.join(keys_dir, "hello.pem")
+        send_from(lab, box, build("hello.test", rogue, sign_with=real), "%s:2626" % lab.ip[lab.routers[0]])
+        time.sleep(1)
+        accepted = rogue in lab.router_nodes(lab.routers[0]).get("hello.test", [])
+        send_from(lab, box, build("hello.test", rogue, sign_with=real, unsubscribe=True),
+                  "%s:2626" % lab.ip[lab.routers[0]])
+        time.sleep(1)
+        withdrawn = rogue not in lab.router_nodes(lab.routers[0]).get("hello.test", [])
+        print("rogue: control signed with the app's key: listed=%s, withdrawn by a signed unsubscribe=%s"
+              % (accepted, withdrawn))
+        check(accepted and withdrawn, "the control subscription signed with the real key was not handled")
+    finally:
+        lab.sh(box, "systemctl stop rogue-listener", check_rc=False)
+
+
+def exposure(lab: Lab) -> None:
+    for host in lab.routers + lab.boxes:
+        listening = lab.sh(host, "ss -H -lntu")
+        rows = []
+        for line in listening.splitlines():
+            fields = line.split()
+            if len(fields) >= 5:
+                rows.append((fields[0], fields[4]))
+        print("listen: %s: %s" % (host, ", ".join("%s %s" % r for r in rows)))
+        for proto, local in rows:
+            address, port = local.rsplit(":", 1)
+            wildcard = address in ("0.0.0.0", "*", "[::]", "::")
+            public_ok = proto == "tcp" and port in ("80", "8080") and host in lab.routers
+            check(not wildcard or public_ok, "%s: %s %s listens on a wildcard address" % (host, proto, local))
+            if proto == "udp":
+                check(address in ("127.0.0.1", lab.ip[host]) or address.startswith("127."),
+                      "%s: UDP (subscription) socket on %s, not loopback or the private address" % (host, local))
+
+
+def privileges(lab: Lab) -> None:
+    expected = {"uwsgi-http-router": "uwsgi-http-router", "uwsgi-fastrouter": "uwsgi-fastrouter",
+                "uwsgi-emperor": "uwsgi-app"}
+    for host in lab.routers + lab.boxes:
+        services = ["uwsgi-http-router"] if host in lab.routers else ["uwsgi-fastrouter", "uwsgi-emperor"]
+        for service in services:
+            pid = lab.sh(host, "systemctl show -p MainPID --value %s" % service).strip()
+            users = set(lab.sh(host, "ps -o user= --ppid %s -p %s" % (pid, pid)).split())
+            print("user: %s %s runs as %s" % (host, service, ", ".join(sorted(users))))
+            check(users == {expected[service]}, "%s: %s runs as %s" % (host, service, users))
+        sockets = ("/run/uwsgi-http-router/http-router.stats",) if host in lab.routers else (
+            "/run/uwsgi-fastrouter/fastrouter.stats", "/run/uwsgi-emperor/emperor.stats")
+        for path in sockets:
+            mode = lab.sh(host, "stat -c '%%a %%U %%G' %s" % path).strip()
+            print("mode: %s %s %s" % (host, path, mode))
+            check(mode.split()[0] == "660", "%s: %s has mode %s, not 0660" % (host, path, mode))
+        if host in lab.boxes:
+            keys = lab.sh(host, "stat -c '%a %U %n' /etc/uwsgi-emperor/keys/*.pem").strip().splitlines()
+            print("keys: %s %s" % (host, "; ".join(keys)))
+            check(keys and all(k.split()[:2] == ["600", "uwsgi-app"] for k in keys),
+                  "%s: private keys are not 0600 uwsgi-app: %s" % (host, keys))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--inventory", required=True)
+    parser.add_argument("--keys-dir", default=os.path.expanduser("~/.graceful-uwsgi/keys"))
+    args = parser.parse_args()
+    lab = Lab(args.inventory)
+    failures = []
+    for name, step in (("rogue", lambda: rogue_subscriptions(lab, args.keys_dir)), ("exposure", lambda: exposure(lab)),
+                       ("privileges", lambda: privileges(lab))):
+        try:
+            step()
+            print("%s: passed" % name)
+        except CaseFailed as exc:
+            print("%s: FAILED: %s" % (name, exc))
+            failures.append(name)
+        sys.stdout.flush()
+    print("security checks: %d failed%s" % (len(failures), " (%s)" % ", ".join(failures) if failures else ""))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
