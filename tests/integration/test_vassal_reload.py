@@ -229,7 +229,7 @@ def test_check_mode_returns_the_plan_and_changes_nothing(make_box, web_app):
     before, before_mtimes = respawns(box), mtimes(box)
     result = run_module(MODULE, box.module_args(minimum_active="50%"), check=True)
     assert result["changed"] is True
-    assert result["plan"] == {"order": box.vassal_names(), "wave_size": 2, "minimum_active": 2,
+    assert result["plan"] == {"order": box.vassal_names(), "wave_size": 2, "minimum_active": 2, "minimum_per_key": {},
                               "vassals_in_scope": 4, "active_before": 4, "active_per_key": {}}
     assert result["reloaded"] == []
     assert respawns(box) == before and mtimes(box) == before_mtimes
