@@ -76,7 +76,7 @@ unit: venv collection-link
 	tools/pytest-tier.sh tests/unit
 
 integration: deps venv collection-link
-	@$(LAB_ENV) tools/pytest-tier.sh tests/integration
+	@$(LAB_ENV) tools/pytest-tier.sh tests/integration -s -ra --durations=8
 
 molecule: deps venv collection-link
 	tools/molecule.sh $(SCENARIO)

@@ -9,17 +9,16 @@ step "Lab: ${LAB_ROUTERS:-2} HTTP routers, ${LAB_APPS:-2} app boxes (Debian book
 python3 lab/lab.py up
 eval "$(python3 lab/lab.py env | sed 's/^/export /')"
 
-step "Deploy playbooks/site.yml to the lab"
-if [ -f playbooks/site.yml ]; then
-  ansible-playbook -i "$INVENTORY" playbooks/site.yml
-else
-  echo "demo: playbooks/site.yml does not exist yet: nothing to deploy"
-fi
+step "Deploy playbooks/site.yml to the lab (apps: tests/lab_vars.yml)"
+export GRACEFUL_UWSGI_ROOT=$PWD
+ansible-playbook -i "$INVENTORY" playbooks/site.yml -e @tests/lab_vars.yml
 
 step "Show the lab"
 python3 lab/lab.py status
-echo
-ansible -i "$INVENTORY" all -m ansible.builtin.ping
+
+step "Requests through both HTTP routers"
+python3 tools/show_cluster.py --inventory "$INVENTORY"
 echo
 echo "inventory: $INVENTORY"
+echo "release a new version: ansible-playbook -i $INVENTORY playbooks/rolling_reload.yml -e @tests/lab_vars.yml -e app_version=2"
 echo "remove the lab with: make lab-down"
