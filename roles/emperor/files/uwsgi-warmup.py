@@ -16,7 +16,7 @@ import time
 
 
 def packet(host, path):
-    path_info, _, query = path.partition("?")
+    path_info, query = path.split("?", 1) if "?" in path else (path, "")
     env = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path_info,
