@@ -44,22 +44,14 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.graceful.uwsgi.plugins.module_utils.inventory import MissingAddress, endpoints
+
 
 def subscription_servers(hosts, hostvars, default_port=2626):
-    servers = []
-    for host in hosts or []:
-        variables = hostvars[host]
-        address = variables.get("http_router_bind_address")
-        if not address:
-            facts = variables.get("ansible_facts") or {}
-            address = (facts.get("default_ipv4") or {}).get("address")
-        if not address:
-            raise AnsibleFilterError(
-                "HTTP router %s has no http_router_bind_address and no gathered default IPv4 address: "
-                "set the variable or gather facts for the uwsgi_http_routers group first" % host)
-        port = variables.get("http_router_subscription_port") or default_port
-        servers.append("%s:%s" % (address, port))
-    return servers
+    try:
+        return endpoints(hosts, hostvars, "http_router_bind_address", "http_router_subscription_port", default_port)
+    except MissingAddress as exc:
+        raise AnsibleFilterError("HTTP router %s (gather facts for the uwsgi_http_routers group)" % exc)
 
 
 class FilterModule:

@@ -46,6 +46,8 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.graceful.uwsgi.plugins.module_utils.inventory import MissingAddress, endpoints
+
 FIELDS = {
     "proxy": ("http_router_bind_address", "http_router_http_port", 80),
     "uwsgi": ("fastrouter_bind_address", "fastrouter_port", 3017),
@@ -55,17 +57,10 @@ FIELDS = {
 def upstream_servers(hosts, hostvars, mode="proxy"):
     if mode not in FIELDS:
         raise AnsibleFilterError("upstream_servers: mode=%r must be proxy or uwsgi" % (mode,))
-    address_var, port_var, default_port = FIELDS[mode]
-    servers = []
-    for host in hosts or []:
-        variables = hostvars[host]
-        address = variables.get(address_var)
-        if not address:
-            address = ((variables.get("ansible_facts") or {}).get("default_ipv4") or {}).get("address")
-        if not address:
-            raise AnsibleFilterError("%s has no %s and no gathered default IPv4 address" % (host, address_var))
-        servers.append("%s:%s" % (address, variables.get(port_var) or default_port))
-    return servers
+    try:
+        return endpoints(hosts, hostvars, *FIELDS[mode])
+    except MissingAddress as exc:
+        raise AnsibleFilterError(str(exc))
 
 
 class FilterModule:

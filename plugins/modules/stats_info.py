@@ -42,12 +42,12 @@ requirements:
 notes:
   - The stats socket of a service of this collection is a unix socket of mode 0660 owned by the
     service's group; read it as root (C(become)) or as a member of that group.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: N/A
     details: The module reads only.
 seealso:
