@@ -21,6 +21,9 @@ from typing import Any, Dict, List, Optional
 from ansible_collections.graceful.uwsgi.plugins.module_utils import stats as stats_client
 from ansible_collections.graceful.uwsgi.plugins.module_utils import vassal_config
 from ansible_collections.graceful.uwsgi.plugins.module_utils.host_lock import HostLock
+
+# Lines of a failed vassal's log read for its error (the result shows the last 20).
+LOG_LINES = 200
 from ansible_collections.graceful.uwsgi.plugins.module_utils.vassal_reload import (
     Actions, Clock, Params, ReloadError, Reloader, Snapshot, build_snapshot, is_active, make_plan,
     select_vassals,
@@ -154,7 +157,9 @@ class EmperorHost(Actions):
                 log = vassal_config.log_file(self.path(name))
             except OSError:
                 log = None
-        return vassal_config.tail(log) if log else []
+        # Enough lines to reach back past the banners of a vassal that the
+        # emperor respawned after it died, to the error itself.
+        return vassal_config.tail(log, lines=LOG_LINES, max_bytes=65536) if log else []
 
     def worker_pids(self, name: str) -> List[int]:
         try:

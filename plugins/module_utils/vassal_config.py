@@ -155,3 +155,22 @@ def tail(path: str, lines: int = 20, max_bytes: int = 16384) -> List[str]:
         return []
     text = data.decode("utf-8", errors="replace").splitlines()
     return text[-lines:]
+
+
+# A Python exception line ("RuntimeError: ...", "ModuleNotFoundError: ...").
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)(: .*)?$")
+# uWSGI's own verdicts on a vassal that does not start.
+_UWSGI_VERDICT = re.compile(r"unable to load app|no app loaded|GAME OVER|^!!! |\bFATAL\b|^error ")
+
+
+def error_lines(lines: List[str], limit: int = 3) -> List[str]:
+    """What a failed vassal's log says went wrong: its last Python exception
+    line and uWSGI's verdicts after it, or its last uWSGI verdict; [] when
+    the log shows neither.  A respawned vassal logs its start-up banner after
+    the error, so the last lines alone rarely say why it died."""
+    for index in range(len(lines) - 1, -1, -1):
+        if _EXCEPTION_LINE.match(lines[index].strip()):
+            after = [line for line in lines[index + 1:] if _UWSGI_VERDICT.search(line)]
+            return [lines[index].strip()] + [line.strip() for line in after[:limit - 1]]
+    verdicts = [line.strip() for line in lines if _UWSGI_VERDICT.search(line)]
+    return verdicts[-1:]

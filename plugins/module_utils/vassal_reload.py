@@ -39,6 +39,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ansible_collections.graceful.uwsgi.plugins.module_utils.vassal_config import error_lines
+
 # Vassal sockets are named after the vassal (``%n.sock``), so a fastrouter
 # node maps to its vassal by the socket's file name.
 SOCKET_SUFFIXES = (".sock", ".socket", "")
@@ -687,8 +689,10 @@ class Reloader:
                 "phase": "reloading" if flight.touched_at is not None else "draining",
                 "old_pid": flight.before.pid,
                 "pid": flight.after.pid if flight.after else None,
-                "log_tail": self.actions.log_tail(flight.name),
             }
+            tail = self.actions.log_tail(flight.name)
+            entry["log_tail"] = tail[-20:]
+            entry["log_error"] = error_lines(tail)
             self.result.failed.append(entry)
         self.result.lower_bound = lower_bound(durations, self.plan.wave_size)
 

@@ -50,6 +50,8 @@ attributes:
   diff_mode:
     support: N/A
     details: The module reads only.
+  platform:
+    platforms: posix
 seealso:
   - module: graceful.uwsgi.vassal_reload
 """

@@ -36,6 +36,8 @@ attributes:
     support: full
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 requirements:
   - cryptography
 """

@@ -256,7 +256,8 @@ reloaded:
 failed_vassals:
   description:
     - The vassals that did not come back, with why (C(error)), the C(phase) they failed in and the
-      tail of their log (C(log_tail)).
+      last 20 lines of their log (C(log_tail)) and what in it says why (C(log_error): the last Python
+      exception and uWSGI's verdict, such as V(RuntimeError: ...) and V(*** no app loaded. GAME OVER ***)).
     - Named C(failed_vassals) because C(failed) is Ansible's own result flag.
   returned: always
   type: list
@@ -332,7 +333,9 @@ def failure_message(result):
     parts = []
     for item in result["failed_vassals"]:
         text = "vassal %s: %s" % (item["name"], item["error"])
-        if item.get("log_tail"):
+        if item.get("log_error"):
+            text += "; its log says: " + " | ".join(item["log_error"])
+        elif item.get("log_tail"):
             text += "; last log lines: " + " | ".join(item["log_tail"][-5:])
         parts.append(text)
     if result.get("message"):

@@ -70,3 +70,36 @@ subscribe-to = 127.0.0.1:2727:old.shop.test
 subscribe2 = server=127.0.0.1:2727,key=shop.test
 """)
     assert vassal_config.subscription_keys(path) == ["old.shop.test", "shop.test", "www.shop.test"]
+
+
+RESPAWNED_LOG = [
+    "*** Starting uWSGI 2.0.21-debian (64bit) on [Tue Nov 24 10:00:00 2026] ***",
+    "Traceback (most recent call last):",
+    '  File "/srv/uwsgi-apps/hello/releases/3bad/app.py", line 19, in <module>',
+    '    raise RuntimeError("release %s of %s is broken" % (VERSION, APP))',
+    "RuntimeError: release 3bad of hello is broken (BROKEN file present)",
+    "unable to load app 0 (mountpoint='') (callable not found or import error)",
+    "*** no app loaded. GAME OVER ***",
+    "*** Starting uWSGI 2.0.21-debian (64bit) on [Tue Nov 24 10:00:01 2026] ***",
+    "uwsgi socket 0 bound to UNIX address /run/uwsgi-app/hello_01.sock fd 3",
+    "Python version: 3.11.2 (main, Apr 28 2025, 14:11:48) [GCC 12.2.0]",
+]
+
+
+def test_error_lines_reach_past_the_banner_of_a_respawn():
+    assert vassal_config.error_lines(RESPAWNED_LOG) == [
+        "RuntimeError: release 3bad of hello is broken (BROKEN file present)",
+        "unable to load app 0 (mountpoint='') (callable not found or import error)",
+        "*** no app loaded. GAME OVER ***",
+    ]
+
+
+def test_error_lines_without_an_exception_give_uwsgis_last_verdict():
+    lines = ["*** Starting uWSGI ***", "!!! no internal routing support, rebuild with pcre support !!!",
+             "*** no app loaded. GAME OVER ***", "*** Starting uWSGI ***"]
+    assert vassal_config.error_lines(lines) == ["*** no app loaded. GAME OVER ***"]
+
+
+def test_error_lines_of_a_healthy_log_are_empty():
+    assert vassal_config.error_lines(RESPAWNED_LOG[7:]) == []
+    assert vassal_config.error_lines([]) == []

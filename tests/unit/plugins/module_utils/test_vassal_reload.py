@@ -199,6 +199,7 @@ def test_broken_release_stops_the_rollout_and_names_the_vassal():
     assert [f["name"] for f in result.failed] == ["web02"]
     assert "died while reloading" in result.failed[0]["error"]
     assert "RuntimeError" in result.failed[0]["log_tail"][-1]
+    assert result.failed[0]["log_error"] == ["RuntimeError: broken release of web02"]
     # web01 was in flight with web02: it is finished, nothing else is touched.
     assert [r["name"] for r in result.reloaded] == ["web01"]
     assert result.not_started == ["web03", "web04", "web05", "web06"]
