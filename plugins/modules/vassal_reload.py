@@ -256,8 +256,8 @@ reloaded:
 failed_vassals:
   description:
     - The vassals that did not come back, with why (C(error)), the C(phase) they failed in and the
-      last 20 lines of their log (C(log_tail)) and what in it says why (C(log_error): the last Python
-      exception and uWSGI's verdict, such as V(RuntimeError: ...) and V(*** no app loaded. GAME OVER ***)).
+      last 20 lines of their log (C(log_tail)) and the lines of it that say why (C(log_error)), the last
+      Python exception and uWSGI's verdict after it (V(unable to load app), V(no app loaded)).
     - Named C(failed_vassals) because C(failed) is Ansible's own result flag.
   returned: always
   type: list
