@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install the machine packages this project needs, if any is missing (Debian 12):
 #   podman runc debootstrap      the test lab (containers booted by systemd)
+#   openssh-client               Ansible reaches the lab hosts over SSH
 #   uwsgi-core uwsgi-plugin-python3 wrk   uWSGI and a load generator on this
 #                                machine, for the integration tests on loopback
 # Prints one line saying what is missing and how to get it when it cannot.
 set -euo pipefail
-PACKAGES=(podman runc debootstrap uwsgi-core uwsgi-plugin-python3 wrk)
+PACKAGES=(podman runc debootstrap openssh-client uwsgi-core uwsgi-plugin-python3 wrk)
 LOG=${TMPDIR:-/tmp}/graceful-uwsgi-apt.log
 
 die() { echo "deps: error: $*" >&2; exit 1; }

@@ -524,10 +524,12 @@ class Reloader:
     def _advance(self, flight: Flight, snap: Snapshot, now: float) -> None:
         vassal = snap.vassals.get(flight.name)
         if vassal is None:
-            if flight.before.pid:
+            if flight.before.pid and flight.was_active:
                 self._fail(flight, now, "the emperor no longer reports it (its file was removed, or it keeps dying)")
                 return
-            # It was not reported before either: wait for the emperor to spawn it.
+            # It was not reported before either, or it was crash-looping (the
+            # emperor lists it only between a respawn and its next death):
+            # wait for the emperor to spawn it from its new file.
             vassal = flight.before
             if now - flight.started >= self.params.timeout:
                 self._fail(flight, now, "not back within timeout=%ss (the emperor does not report it: it keeps "

@@ -59,14 +59,17 @@ class Lab:
         self.routers = sorted(data["uwsgi_http_routers"]["hosts"])
         self.boxes = sorted(data["uwsgi_app_hosts"]["hosts"])
         self.ip = {h: hostvars[h]["lab_ip"] for h in self.routers + self.boxes}
-        self.container = {h: hostvars[h].get("ansible_host", h) for h in self.routers + self.boxes}
+        # Ansible reaches the hosts over SSH; faults are made with podman exec.
+        self.container = {h: hostvars[h].get("lab_container", h) for h in self.routers + self.boxes}
 
     @staticmethod
     def env() -> Dict[str, str]:
         env = dict(os.environ)
         env.setdefault("ANSIBLE_COLLECTIONS_PATH", os.path.join(ROOT, ".cache", "collections"))
         env["GRACEFUL_UWSGI_ROOT"] = ROOT
-        env.setdefault("ANSIBLE_NOCOLOR", "true")
+        # Plain output to parse, also under Molecule (which forces colour).
+        env["ANSIBLE_NOCOLOR"] = "true"
+        env["ANSIBLE_FORCE_COLOR"] = "false"
         return env
 
     def targets(self, routers: Optional[Sequence[str]] = None) -> List[Tuple[str, int, str]]:

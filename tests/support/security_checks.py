@@ -9,7 +9,7 @@
    routers' nor the fastrouter's table may list it, and no request may reach
    it. Control: a subscription signed with the app's real key IS listed (then
    withdrawn), which shows the check is what dropped the others.
-2. Exposure: on every host, what listens where (ss -lntu, printed); no
+2. Exposure: on every host, what listens where (ss -lntup, printed); no uWSGI
    subscription server or stats socket on a wildcard or public address.
 3. Privileges: every service runs as its unprivileged user; private keys
    are 0600 owned by the app user; stats sockets are 0660.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -107,15 +108,21 @@ def rogue_subscriptions(lab: Lab, keys_dir: str) -> None:
 
 
 def exposure(lab: Lab) -> None:
+    """What listens where (sshd, the lab's own way in, is listed but not judged)."""
     for host in lab.routers + lab.boxes:
-        listening = lab.sh(host, "ss -H -lntu")
+        listening = lab.sh(host, "ss -H -lntup")
         rows = []
         for line in listening.splitlines():
             fields = line.split()
             if len(fields) >= 5:
-                rows.append((fields[0], fields[4]))
-        print("listen: %s: %s" % (host, ", ".join("%s %s" % r for r in rows)))
-        for proto, local in rows:
+                process = re.search(r'users:\(\("([^"]+)"', line)
+                rows.append((fields[0], fields[4], process.group(1) if process else "?"))
+        print("listen: %s: %s" % (host, ", ".join("%s %s (%s)" % r for r in rows)))
+        # ss names the owner of root's sockets only (the container has no
+        # CAP_SYS_PTRACE for the service users' ones): all but sshd are judged.
+        judged = [(proto, local) for proto, local, process in rows if process != "sshd"]
+        check(judged, "%s: nothing but sshd listens" % host)
+        for proto, local in judged:
             address, port = local.rsplit(":", 1)
             wildcard = address in ("0.0.0.0", "*", "[::]", "::")
             public_ok = proto == "tcp" and port in ("80", "8080") and host in lab.routers

@@ -38,15 +38,18 @@ def test_bad_topology_is_a_one_line_error(routers, apps, subnet):
         lab.topology(routers, apps, subnet)
 
 
-def test_inventory_groups_hosts_and_uses_the_podman_connection():
+def test_inventory_groups_hosts_reached_over_ssh_with_the_lab_key():
     hosts = lab.topology(2, 3)
-    inventory = yaml.safe_load(lab.render_inventory(hosts, "net", "10.213.50.0/24"))
-    assert inventory["all"]["vars"]["ansible_connection"] == "containers.podman.podman"
+    inventory = yaml.safe_load(lab.render_inventory(hosts, "net", "10.213.50.0/24", ssh_key="/k/id"))
+    assert inventory["all"]["vars"]["ansible_connection"] == "ansible.builtin.ssh"
+    assert inventory["all"]["vars"]["ansible_user"] == "root"
+    assert inventory["all"]["vars"]["ansible_ssh_private_key_file"] == "/k/id"
+    assert inventory["all"]["vars"]["ansible_pipelining"] is True
     groups = inventory["all"]["children"]
     assert list(groups["uwsgi_http_routers"]["hosts"]) == ["router1", "router2"]
     assert list(groups["uwsgi_app_hosts"]["hosts"]) == ["app1", "app2", "app3"]
-    assert groups["uwsgi_app_hosts"]["hosts"]["app3"] == {"ansible_host": "graceful-uwsgi-lab-app3",
-                                                          "lab_ip": "10.213.50.23"}
+    assert groups["uwsgi_app_hosts"]["hosts"]["app3"] == {"ansible_host": "10.213.50.23", "lab_ip": "10.213.50.23",
+                                                          "lab_container": "graceful-uwsgi-lab-app3"}
 
 
 def test_molecule_platforms_match_the_lab_topology():
@@ -62,7 +65,12 @@ def test_molecule_platforms_match_the_lab_topology():
         assert f"--network={lab.MOLECULE_NETWORK}" in platform["extra_opts"]
         assert f"--ip={host.ip}" in platform["extra_opts"]
         assert f"--label={lab.LABEL}={lab.MOLECULE_LABEL_VALUE}" in platform["extra_opts"]
-        assert config["provisioner"]["inventory"]["host_vars"][name]["lab_ip"] == host.ip
+        host_vars = config["provisioner"]["inventory"]["host_vars"][name]
+        assert host_vars == {"lab_ip": host.ip, "ansible_host": host.ip, "lab_container": name}
+        assert platform["volumes"] == ["${GRACEFUL_LAB_SSH_KEY}.pub:/root/.ssh/authorized_keys:ro"]
+    connection = config["provisioner"]["connection_options"]
+    inventory_vars = yaml.safe_load(lab.render_inventory([], "net", lab.MOLECULE_SUBNET, "${GRACEFUL_LAB_SSH_KEY}"))
+    assert connection == {k: v for k, v in inventory_vars["all"]["vars"].items() if k in connection}
 
 
 def test_override_is_valid_toml_with_only_what_was_needed():

@@ -56,6 +56,9 @@ class SimVassal:
     announced_second: int = -1
     # Not in the emperor's list (a crash loop it throttles) until touched.
     hidden: bool = False
+    # A crash loop the emperor lists every other second (between respawns)
+    # until its file is touched.
+    flapping: bool = False
 
 
 class SimBox(Actions):
@@ -89,8 +92,8 @@ class SimBox(Actions):
                 # The emperor scans every emperor_freq seconds.
                 seen = math.ceil(v.touched_at / self.emperor_freq) * self.emperor_freq
                 if t >= seen:
-                    if v.hidden:
-                        v.hidden = False
+                    if v.hidden or v.flapping:
+                        v.hidden = v.flapping = False
                         v.pid = self._pid()
                     v.respawns += 1
                     v.last_mod = int(EPOCH + v.touched_at) + 1
@@ -120,12 +123,15 @@ class SimBox(Actions):
         return {"version": "2.0.21-debian", "emperor": ["/etc/vassals"], "vassals": [
             {"id": v.name + ".ini", "pid": v.pid, "accepting": int(v.accepting), "ready": 0,
              "last_accepting": v.last_accepting, "last_mod": v.last_mod, "respawns": v.respawns,
-             "cursed": 0} for v in self.vassals.values() if not v.hidden], "blacklist": []}
+             "cursed": 0} for v in self.vassals.values() if not self._unlisted(v)], "blacklist": []}
+
+    def _unlisted(self, v: SimVassal) -> bool:
+        return v.hidden or (v.flapping and int(self.clock.monotonic() * 2) % 2 == 1)
 
     def fastrouter_doc(self) -> dict:
         slots: Dict[str, list] = {}
         for v in self.vassals.values():
-            if v.hidden:
+            if self._unlisted(v):
                 continue
             for k, last in v.last_announce.items():
                 slots.setdefault(k, []).append({

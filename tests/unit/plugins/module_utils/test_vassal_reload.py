@@ -358,6 +358,20 @@ def test_vassal_the_emperor_does_not_report_is_reloaded_first():
     assert min(seen) >= 1
 
 
+def test_crash_looping_vassal_that_drops_out_of_the_emperors_list_is_waited_for():
+    """Listed at the start (dead, not accepting), missing at some polls while it dies and respawns: the
+    rollback's new file fixes it, so only the timeout may judge it, not one poll that misses it."""
+    clock = FakeClock()
+    box = SimBox(clock, n=3)
+    sick = box.vassals["web02"]
+    sick.flapping, sick.accepting, sick.last_announce = True, False, {}
+    assert "web02" in box.poll().vassals
+    unused_plan, result, seen = run(box, clock, "1")
+    assert not result.failed, result.failed
+    assert sorted(r["name"] for r in result.reloaded) == ["web01", "web02", "web03"]
+    assert min(seen) >= 1
+
+
 def test_vassal_the_emperor_never_spawns_times_out():
     clock = FakeClock()
     box = SimBox(clock, n=2)
