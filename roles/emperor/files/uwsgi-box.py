@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: graceful.uwsgi contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Take an app box out of the routers before its emperor stops, and wait
