@@ -21,7 +21,8 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 LAB_ENV := set -a; [ ! -f lab/state/podman.env ] || . lab/state/podman.env; set +a;
 
 .PHONY: help deps venv collection-link setup demo test lint sanity build-check \
-	unit integration molecule lab-image lab-up lab-down lab-status changelog clean
+	unit integration molecule lab-image lab-up lab-down lab-status changelog clean \
+	bench-reload bench-release bench-router
 
 help:
 	@echo "make demo         install what is missing, build the lab (2 routers, 2 app boxes), show it"
@@ -33,6 +34,9 @@ help:
 	@echo "  make molecule     molecule test, every scenario under molecule/"
 	@echo "make build-check  build the tarball, install it, resolve graceful.uwsgi.* from it"
 	@echo "make lab-up | lab-down | lab-status | lab-image    the lab outside Molecule (LAB_APPS=3 for a third app box)"
+	@echo "make bench-reload   vassal_reload on loopback: V = 4, 8, 16 vassals, elapsed vs lower bound"
+	@echo "make bench-release  a rolling release on the lab (after make demo), under load"
+	@echo "make bench-router   requests per second through one HTTP router of the lab (wrk, 10 s)"
 	@echo "make changelog    lint changelog fragments, regenerate CHANGELOG.rst"
 	@echo "make setup        apt packages + .venv + collection symlink (done by the targets above)"
 	@echo "make clean        remove the lab, the venv and caches"
@@ -94,6 +98,21 @@ lab-down:
 
 lab-status:
 	$(PYTHON) $(LAB) status
+
+# ---- benchmarks (they print their numbers; see README.md) -------------------
+
+bench-reload: deps venv collection-link
+	$(VENV)/bin/python benchmarks/reload_bench.py
+
+bench-release: venv collection-link
+	@$(LAB_ENV) $(VENV)/bin/python benchmarks/release_bench.py --inventory $(INVENTORY)
+
+# Keep-alive GET / with a Host header, 2 threads x 16 connections, 10 s.
+bench-router: deps venv
+	@router=$$($(VENV)/bin/python -c 'import yaml,sys; inv=yaml.safe_load(open("$(INVENTORY)")); \
+	  print(next(iter(inv["all"]["children"]["uwsgi_http_routers"]["hosts"].values()))["lab_ip"])' 2>/dev/null) \
+	  || { echo "bench-router: no lab inventory; run make demo first" >&2; exit 1; }; \
+	  wrk -t2 -c16 -d10s --timeout 5s -H 'Host: $(or $(HOST),hello.test)' "http://$$router/"
 
 # ---- housekeeping ---------------------------------------------------------
 

@@ -11,7 +11,7 @@ their ratio, and failed requests.  Target: ratio <= 1.3 and 0 failed.
     python benchmarks/reload_bench.py --vassals 4 --minimum 1
 
 Needs uWSGI (Debian's uwsgi-core + uwsgi-plugin-python3) and the venv
-(``make venv``); run it through ``make bench-reload``.
+(``make venv``); ``make bench-reload`` runs it with both.
 """
 
 from __future__ import annotations
