@@ -12,7 +12,10 @@ Cases: good (release v2, 0 failed, all responses v2 afterwards), bad
 (release that raises at import: stops on the first box, 0 failed, others
 untouched; then the rollback), router (restart one HTTP router: the other
 never fails, boxes re-subscribe), box (a planned stop of one box's
-fastrouter: the box drains first, 0 failed, and it rejoins).
+fastrouter: the box drains first, 0 failed, and it rejoins), rotate
+(playbooks/rotate_subscription_keys.yml under load: no request fails but
+through a router during its own restart; then the routers refuse the
+retired key and accept the new one).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from loadgen import LoadGenerator, Report  # noqa: E402
+from subscription_packet import build  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB_VARS = os.path.join(ROOT, "tests", "lab_vars.yml")
@@ -91,6 +95,16 @@ class Lab:
         if check_rc and out.returncode:
             raise CaseFailed("%s: %s failed: %s" % (host, command, out.stderr.strip()))
         return out.stdout
+
+    def send_udp(self, host: str, packet: bytes, server: str) -> None:
+        """Send one UDP packet (a subscription) from a lab host to ``ip:port``."""
+        address, port = server.rsplit(":", 1)
+        code = ("import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto("
+                "sys.stdin.buffer.read(), (%r, %s))" % (address, port))
+        out = subprocess.run(["podman", "exec", "-i", self.container[host], "python3", "-c", code], input=packet,
+                             capture_output=True, timeout=60, check=False)
+        if out.returncode:
+            raise CaseFailed("sending from %s failed: %s" % (host, out.stderr.decode(errors="replace")))
 
     def router_nodes(self, router: str) -> Dict[str, List[str]]:
         """key -> live node names, read on the router."""
@@ -256,7 +270,59 @@ def case_box(lab: Lab) -> dict:
     return {"report": report.summary(), "failed_while_down": len(down.failed)}
 
 
-CASES = {"good": case_good, "bad": case_bad, "router": case_router, "box": case_box}
+def router_restarts(lab: Lab) -> Dict[str, float]:
+    """router -> when its HTTP router last became active (time.monotonic(): systemd's clock is the host's)."""
+    return {r: int(lab.sh(r, "systemctl show -p ActiveEnterTimestampMonotonic --value uwsgi-http-router").strip()) / 1e6
+            for r in lab.routers}
+
+
+def case_rotate(lab: Lab, keys_dir: str = os.path.expanduser("~/.graceful-uwsgi/keys")) -> dict:
+    """Rotate the signing keys under load; then the retired key is refused and the new one accepted."""
+    before = {name: open(os.path.join(keys_dir, name + ".pem"), "rb").read() for name in ("hello", "shop")}
+    gen = lab.load()
+    time.sleep(2)
+    out = lab.playbook("rotate_subscription_keys.yml")
+    time.sleep(2)
+    report = gen.stop()
+    started = router_restarts(lab)
+    # A router's restart fails what it holds or receives until it lists the boxes again.
+    windows = {r: (t - 3.0, t + 5.0) for r, t in started.items()}
+    own, other = [], []
+    for sample in report.failed:
+        router = next(r for r in lab.routers if sample.target.startswith(lab.ip[r] + ":"))
+        start, end = windows[router]
+        (own if start <= sample.start <= end else other).append(sample)
+    print("rotate: %s playbook rc=%d; failed through a router during its own restart: %d, at any other time: %d" % (
+        summary_line(report), out.returncode, len(own), len(other)))
+    check(out.returncode == 0, "the rotation failed:\n%s\n%s" % (out.stdout[-4000:], out.stderr[-2000:]))
+    check(not other, "requests failed outside the routers' restarts: %s" % [(s.target, s.detail) for s in other])
+    for name, old in before.items():
+        new = open(os.path.join(keys_dir, name + ".pem"), "rb").read()
+        retired = open(os.path.join(keys_dir, name + ".retired.pem"), "rb").read()
+        check(new != old and retired == old, "%s: the key was not replaced (or the old one not kept as retired)" % name)
+    leftovers = [f for f in os.listdir(keys_dir) if ".next." in f or f == "rotation"]
+    check(not leftovers, "the rotation left %s in %s" % (leftovers, keys_dir))
+    box_files = lab.sh(lab.boxes[0], "ls /etc/uwsgi-emperor/keys; grep -c 'sign=' /etc/uwsgi-emperor/vassals/hello_01.ini")
+    check(".next." not in box_files, "a next key is left on %s: %s" % (lab.boxes[0], box_files.split()))
+    # The retired key no longer signs for the domain; the new one does.
+    probe = "%s:9998" % lab.ip[lab.boxes[0]]
+    router = lab.routers[0]
+    results = {}
+    for label, key in (("retired", os.path.join(keys_dir, "hello.retired.pem")), ("new", os.path.join(keys_dir, "hello.pem"))):
+        lab.send_udp(lab.boxes[0], build("hello.test", probe, sign_with=key), "%s:2626" % lab.ip[router])
+        time.sleep(1)
+        results[label] = probe in lab.router_nodes(router).get("hello.test", [])
+    lab.send_udp(lab.boxes[0], build("hello.test", probe, sign_with=os.path.join(keys_dir, "hello.pem"), unsubscribe=True),
+                 "%s:2626" % lab.ip[router])
+    print("rotate: %s lists a subscription signed with the retired key: %s, with the new key: %s"
+          % (router, results["retired"], results["new"]))
+    check(not results["retired"] and results["new"], "after the rotation the routers check the wrong key: %s" % results)
+    served = lab.versions_served()
+    print("rotate: served afterwards: %s" % served)
+    return {"report": report.summary()}
+
+
+CASES = {"good": case_good, "bad": case_bad, "router": case_router, "box": case_box, "rotate": case_rotate}
 
 
 def main() -> int:
@@ -266,7 +332,7 @@ def main() -> int:
     args = parser.parse_args()
     lab = Lab(args.inventory)
     failures = []
-    for name in args.case or ["good", "bad", "router", "box"]:
+    for name in args.case or ["good", "bad", "router", "box", "rotate"]:
         try:
             CASES[name](lab)
         except CaseFailed as exc:
