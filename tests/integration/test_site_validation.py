@@ -73,6 +73,8 @@ def with_app(**changes):
      "http_router_bind_address=0.0.0.0 must be this router's private IPv4 address"),
     ("fastrouter on a wildcard", dict(GOOD, fastrouter_bind_address="0.0.0.0"),
      "fastrouter_bind_address=0.0.0.0 must be this box's routable private IPv4 address"),
+    ("unknown key rotation phase", dict(GOOD, uwsgi_subscription_key_rotation="halfway"),
+     "uwsgi_subscription_key_rotation=halfway"),
 ])
 def test_bad_variables_stop_site_before_any_change(case, variables, message, tmp_path):
     out = run("site.yml", variables, tmp_path)
@@ -81,3 +83,17 @@ def test_bad_variables_stop_site_before_any_change(case, variables, message, tmp
     assert out.returncode != 0, case
     assert message in text, (case, text[-3000:])
     assert "PLAY [Deploy" not in out.stdout, "a deploy play started despite bad input: %s" % case
+
+
+def test_a_rotation_phase_recorded_in_the_keys_directory_is_read_and_checked(tmp_path):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "rotation").write_text("check_next\n")
+    out = run("validate.yml", dict(GOOD, uwsgi_subscription_keys_dir=str(keys)), tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    (keys / "rotation").write_text("garbage\n")
+    out = run("site.yml", dict(GOOD, uwsgi_subscription_keys_dir=str(keys)), tmp_path)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "uwsgi_subscription_key_rotation=garbage (from %s/rotation unless set)" % keys in text, text[-3000:]
+    assert "PLAY [Deploy" not in out.stdout
