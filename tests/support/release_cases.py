@@ -40,6 +40,8 @@ from subscription_packet import build  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB_VARS = os.path.join(ROOT, "tests", "lab_vars.yml")
+# Where tests/lab_vars.yml keeps the lab's signing keys.
+KEYS_DIR = os.environ.get("GRACEFUL_LAB_KEYS_DIR") or os.path.join(ROOT, "lab", "state", "keys")
 DOMAINS = ("hello.test", "www.hello.test", "shop.test")
 
 
@@ -276,7 +278,7 @@ def router_restarts(lab: Lab) -> Dict[str, float]:
             for r in lab.routers}
 
 
-def case_rotate(lab: Lab, keys_dir: str = os.path.expanduser("~/.graceful-uwsgi/keys")) -> dict:
+def case_rotate(lab: Lab, keys_dir: str = KEYS_DIR) -> dict:
     """Rotate the signing keys under load; then the retired key is refused and the new one accepted."""
     before = {name: open(os.path.join(keys_dir, name + ".pem"), "rb").read() for name in ("hello", "shop")}
     gen = lab.load()

@@ -1,6 +1,6 @@
 """Security checks on a lab deployed by playbooks/site.yml (signed subscriptions on).
 
-    security_checks.py --inventory INVENTORY [--keys-dir ~/.graceful-uwsgi/keys]
+    security_checks.py --inventory INVENTORY [--keys-dir lab/state/keys]
 
 1. Rogue subscriptions: from an app box (to its own fastrouter and to every
    router) and from another lab host (a router, to the other router), send an
@@ -27,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from release_cases import Lab, check, CaseFailed  # noqa: E402
+from release_cases import KEYS_DIR, Lab, check, CaseFailed  # noqa: E402
 from subscription_packet import build  # noqa: E402
 from uwsgi_box import make_key_pair  # noqa: E402
 
@@ -148,7 +148,7 @@ def privileges(lab: Lab) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--inventory", required=True)
-    parser.add_argument("--keys-dir", default=os.path.expanduser("~/.graceful-uwsgi/keys"))
+    parser.add_argument("--keys-dir", default=KEYS_DIR, help="the lab's signing keys (default: %(default)s)")
     args = parser.parse_args()
     lab = Lab(args.inventory)
     failures = []
