@@ -184,6 +184,7 @@ class LoopbackBox:
             "emperor_warmup_script": os.path.join(ROOT, "roles", "emperor", "files", "uwsgi-warmup.py"),
             "uwsgi_subscription_signing": self.signing,
             "uwsgi_subscription_digest": "SHA256",
+            "uwsgi_subscription_key_rotation": "none",
             "emperor_keys_dir": self.keys_dir,
             "emperor_router_subscriptions": ["127.0.0.1:%d" % self.router_sub_port] if self.announce else [],
             "emperor_fastrouter_address": "127.0.0.1:%d" % self.fastrouter_port,
