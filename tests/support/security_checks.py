@@ -87,7 +87,7 @@ def rogue_subscriptions(lab: Lab, keys_dir: str) -> None:
         time.sleep(1)
         accepted = rogue in lab.router_nodes(lab.routers[0]).get("hello.test", [])
         lab.send_udp(box, build("hello.test", rogue, sign_with=real, unsubscribe=True),
-                  "%s:2626" % lab.ip[lab.routers[0]])
+                     "%s:2626" % lab.ip[lab.routers[0]])
         time.sleep(1)
         withdrawn = rogue not in lab.router_nodes(lab.routers[0]).get("hello.test", [])
         print("rogue: control signed with the app's key: listed=%s, withdrawn by a signed unsubscribe=%s"
