@@ -2,9 +2,10 @@
 
 Runs against a lab deployed with playbooks/site.yml and tests/lab_vars.yml
 (the Molecule scenario ``rolling_release`` or ``make lab-up``/``make demo``).
-Load goes from this machine to the lab routers' addresses only.  Each case
-prints one line ``case: sent=N failed=F ...`` and the script exits non-zero
-if a case's assertion fails.
+Load goes from this machine to the lab routers' addresses, and to the nginx
+edges' (group ``uwsgi_edges``, in front of both routers) if the lab has any.
+Each case prints one line ``case: sent=N failed=F ...`` and the script exits
+non-zero if a case's assertion fails.
 
     release_cases.py --inventory INVENTORY [--case good --case bad ...]
 
@@ -14,8 +15,8 @@ untouched; then the rollback), router (restart one HTTP router: the other
 never fails, boxes re-subscribe), box (a planned stop of one box's
 fastrouter: the box drains first, 0 failed, and it rejoins), rotate
 (playbooks/rotate_subscription_keys.yml under load: no request fails but
-through a router during its own restart; then the routers refuse the
-retired key and accept the new one).
+through a router during its own restart, none through an edge; then the
+routers refuse the retired key and accept the new one).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from loadgen import LoadGenerator, Report  # noqa: E402
+from loadgen import LoadGenerator, Report, Sample  # noqa: E402
 from subscription_packet import build  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -65,9 +66,11 @@ class Lab:
         hostvars = data.get("_meta", {}).get("hostvars", {})
         self.routers = sorted(data["uwsgi_http_routers"]["hosts"])
         self.boxes = sorted(data["uwsgi_app_hosts"]["hosts"])
-        self.ip = {h: hostvars[h]["lab_ip"] for h in self.routers + self.boxes}
+        self.edges = sorted(data.get("uwsgi_edges", {}).get("hosts", []))
+        hosts = self.routers + self.boxes + self.edges
+        self.ip = {h: hostvars[h]["lab_ip"] for h in hosts}
         # Ansible reaches the hosts over SSH; faults are made with podman exec.
-        self.container = {h: hostvars[h].get("lab_container", h) for h in self.routers + self.boxes}
+        self.container = {h: hostvars[h].get("lab_container", h) for h in hosts}
 
     @staticmethod
     def env() -> Dict[str, str]:
@@ -79,12 +82,28 @@ class Lab:
         env["ANSIBLE_FORCE_COLOR"] = "false"
         return env
 
-    def targets(self, routers: Optional[Sequence[str]] = None) -> List[Tuple[str, int, str]]:
-        return [(self.ip[r], 80, d) for r in (routers or self.routers) for d in DOMAINS]
+    def targets(self, routers: Optional[Sequence[str]] = None, edges: bool = True) -> List[Tuple[str, int, str]]:
+        entries = list(routers or self.routers) + (self.edges if edges else [])
+        return [(self.ip[e], 80, d) for e in entries for d in DOMAINS]
 
     def load(self, routers: Optional[Sequence[str]] = None, concurrency: int = 4,
-             duration: float = 600) -> LoadGenerator:
-        return LoadGenerator(self.targets(routers), concurrency=concurrency, duration=duration, timeout=15).start()
+             duration: float = 600, edges: bool = True) -> LoadGenerator:
+        """Requests through ``routers`` (default: all) and, with ``edges``, through every edge."""
+        return LoadGenerator(self.targets(routers, edges), concurrency=concurrency, duration=duration,
+                             timeout=15).start()
+
+    def entry(self, sample: Sample) -> str:
+        """The router or edge a request went through."""
+        return next(h for h in self.routers + self.edges if sample.target.startswith(self.ip[h] + ":"))
+
+    def by_entry(self, report: Report) -> str:
+        """``host:sent/failed`` for every router and edge the report's requests went through."""
+        sent: Dict[str, List[int]] = {}
+        for sample in report.samples:
+            counts = sent.setdefault(self.entry(sample), [0, 0])
+            counts[0] += 1
+            counts[1] += not 200 <= sample.status < 300
+        return ",".join("%s:%d/%d" % (h, n, f) for h, (n, f) in sorted(sent.items()))
 
     def playbook(self, name: str, *extra: str) -> subprocess.CompletedProcess:
         cmd = ["ansible-playbook", "-i", self.inventory, os.path.join(ROOT, "playbooks", name),
@@ -151,7 +170,8 @@ def case_good(lab: Lab, version: str = "2") -> dict:
     out, seconds = release(lab, version)
     time.sleep(2)
     report = gen.stop()
-    print("good: %s playbook=%.1fs rc=%d" % (summary_line(report), seconds, out.returncode))
+    print("good: %s playbook=%.1fs rc=%d through=%s" % (summary_line(report), seconds, out.returncode,
+                                                       lab.by_entry(report)))
     print("good: summary: %s" % summary_of(out))
     check(out.returncode == 0, "good release failed:\n%s" % out.stdout[-4000:])
     check(not report.failed, "good release: %d requests failed: %s" % (len(report.failed), report.summary()["failures"]))
@@ -182,7 +202,8 @@ def case_bad(lab: Lab, good_version: str = "2", bad_version: str = "3bad") -> di
     out, seconds = release(lab, bad_version, "-e", "@" + bad_vars)
     time.sleep(2)
     report = gen.stop()
-    print("bad: %s playbook=%.1fs rc=%d" % (summary_line(report), seconds, out.returncode))
+    print("bad: %s playbook=%.1fs rc=%d through=%s" % (summary_line(report), seconds, out.returncode,
+                                                      lab.by_entry(report)))
     print("bad: summary: %s" % summary_of(out))
     check(out.returncode != 0, "the bad release did not fail")
     check("stopped at %s" % lab.boxes[0] in (out.stdout + out.stderr).lower(),
@@ -201,7 +222,8 @@ def case_bad(lab: Lab, good_version: str = "2", bad_version: str = "3bad") -> di
     time.sleep(2)
     rollback = gen.stop()
     shutil.rmtree(broken)
-    print("rollback: %s playbook=%.1fs rc=%d" % (summary_line(rollback), back_seconds, back.returncode))
+    print("rollback: %s playbook=%.1fs rc=%d through=%s" % (summary_line(rollback), back_seconds, back.returncode,
+                                                           lab.by_entry(rollback)))
     check(back.returncode == 0, "rollback failed:\n%s\n%s" % (back.stdout[-4000:], back.stderr[-2000:]))
     check(not rollback.failed, "rollback: %d requests failed" % len(rollback.failed))
     check(set(lab.versions_served()) == {good_version}, "after the rollback not every response is %s" % good_version)
@@ -220,6 +242,7 @@ def wait_for(condition, timeout: float, interval: float = 0.1) -> Optional[float
 def case_router(lab: Lab) -> dict:
     restarted, other = lab.routers[0], lab.routers[1]
     boxes = {"%s:3017" % lab.ip[b] for b in lab.boxes}
+    # Through the other router, and through the edges, whose nginx retries what the restarting router fails.
     through_other = lab.load([other])
     time.sleep(2)
     lab.sh(restarted, "systemctl restart uwsgi-http-router")
@@ -228,12 +251,13 @@ def case_router(lab: Lab) -> dict:
                             and len(lab.router_nodes(restarted)) == len(DOMAINS), timeout=30)
     time.sleep(2)
     report = through_other.stop()
-    served = wait_for(lambda: not lab.load([restarted], concurrency=1, duration=0.5).wait().failed, timeout=10)
-    print("router: %s (through %s while %s restarted) resubscribed_after=%ss serving_after=%.1fs" % (
-        summary_line(report), other, restarted,
+    served = wait_for(lambda: not lab.load([restarted], concurrency=1, duration=0.5, edges=False).wait().failed,
+                      timeout=10)
+    print("router: %s (sent/failed through %s while %s restarted) resubscribed_after=%ss serving_after=%.1fs" % (
+        summary_line(report), lab.by_entry(report), restarted,
         "%.2f" % resubscribed if resubscribed is not None else "never", time.monotonic() - started))
     check(resubscribed is not None, "%s did not list every box for every domain within 30s" % restarted)
-    check(not report.failed, "requests through %s failed: %s" % (other, report.summary()["failures"]))
+    check(not report.failed, "requests through %s failed: %s" % (lab.by_entry(report), report.summary()["failures"]))
     check(served is not None, "%s does not serve again" % restarted)
     return {"report": report.summary(), "resubscribed": resubscribed}
 
@@ -260,10 +284,11 @@ def case_box(lab: Lab) -> dict:
     time.sleep(3)
     report = gen.stop()
     served_by = {s.version for s in report.window(back_at + (rejoined or 0) + 1, time.monotonic()).samples}
-    print("box: %s box=%s failed_while_stopping_and_down=%d routers_dropped_it_after=%s stop_took=%.2fs "
-          "rejoined_after=%s" % (summary_line(report), lost, len(down.failed),
-                                 "%.2fs" % dropped if dropped is not None else "never", stop_seconds,
-                                 "%.2fs" % rejoined if rejoined is not None else "never"))
+    print("box: %s through=%s box=%s failed_while_stopping_and_down=%d routers_dropped_it_after=%s "
+          "stop_took=%.2fs rejoined_after=%s" % (
+              summary_line(report), lab.by_entry(report), lost, len(down.failed),
+              "%.2fs" % dropped if dropped is not None else "never", stop_seconds,
+              "%.2fs" % rejoined if rejoined is not None else "never"))
     check(dropped is not None, "the routers still list %s 30s after its fastrouter stopped" % node)
     check(rejoined is not None, "%s did not rejoin the routers within 30s" % lost)
     check(served_by, "no response after %s rejoined" % lost)
@@ -291,13 +316,15 @@ def case_rotate(lab: Lab, keys_dir: str = KEYS_DIR) -> dict:
     windows = {r: (t - 3.0, t + 5.0) for r, t in started.items()}
     own, other = [], []
     for sample in report.failed:
-        router = next(r for r in lab.routers if sample.target.startswith(lab.ip[r] + ":"))
-        start, end = windows[router]
+        entry = lab.entry(sample)
+        start, end = windows.get(entry, (0.0, -1.0))  # an edge has no restart of its own
         (own if start <= sample.start <= end else other).append(sample)
-    print("rotate: %s playbook rc=%d; failed through a router during its own restart: %d, at any other time: %d" % (
-        summary_line(report), out.returncode, len(own), len(other)))
+    print("rotate: %s playbook rc=%d; failed through a router during its own restart: %d, at any other time or "
+          "through an edge: %d (sent/failed: %s)" % (summary_line(report), out.returncode, len(own), len(other),
+                                                     lab.by_entry(report)))
     check(out.returncode == 0, "the rotation failed:\n%s\n%s" % (out.stdout[-4000:], out.stderr[-2000:]))
-    check(not other, "requests failed outside the routers' restarts: %s" % [(s.target, s.detail) for s in other])
+    check(not other, "requests failed outside the routers' restarts or through an edge: %s"
+          % [(s.target, s.detail) for s in other])
     for name, old in before.items():
         new = open(os.path.join(keys_dir, name + ".pem"), "rb").read()
         retired = open(os.path.join(keys_dir, name + ".retired.pem"), "rb").read()
