@@ -170,8 +170,8 @@ def case_good(lab: Lab, version: str = "2") -> dict:
     out, seconds = release(lab, version)
     time.sleep(2)
     report = gen.stop()
-    print("good: %s playbook=%.1fs rc=%d through=%s" % (summary_line(report), seconds, out.returncode,
-                                                       lab.by_entry(report)))
+    print("good: %s playbook=%.1fs rc=%d through=%s" % (
+        summary_line(report), seconds, out.returncode, lab.by_entry(report)))
     print("good: summary: %s" % summary_of(out))
     check(out.returncode == 0, "good release failed:\n%s" % out.stdout[-4000:])
     check(not report.failed, "good release: %d requests failed: %s" % (len(report.failed), report.summary()["failures"]))
@@ -202,8 +202,8 @@ def case_bad(lab: Lab, good_version: str = "2", bad_version: str = "3bad") -> di
     out, seconds = release(lab, bad_version, "-e", "@" + bad_vars)
     time.sleep(2)
     report = gen.stop()
-    print("bad: %s playbook=%.1fs rc=%d through=%s" % (summary_line(report), seconds, out.returncode,
-                                                      lab.by_entry(report)))
+    print("bad: %s playbook=%.1fs rc=%d through=%s" % (
+        summary_line(report), seconds, out.returncode, lab.by_entry(report)))
     print("bad: summary: %s" % summary_of(out))
     check(out.returncode != 0, "the bad release did not fail")
     check("stopped at %s" % lab.boxes[0] in (out.stdout + out.stderr).lower(),
@@ -222,8 +222,8 @@ def case_bad(lab: Lab, good_version: str = "2", bad_version: str = "3bad") -> di
     time.sleep(2)
     rollback = gen.stop()
     shutil.rmtree(broken)
-    print("rollback: %s playbook=%.1fs rc=%d through=%s" % (summary_line(rollback), back_seconds, back.returncode,
-                                                           lab.by_entry(rollback)))
+    print("rollback: %s playbook=%.1fs rc=%d through=%s" % (
+        summary_line(rollback), back_seconds, back.returncode, lab.by_entry(rollback)))
     check(back.returncode == 0, "rollback failed:\n%s\n%s" % (back.stdout[-4000:], back.stderr[-2000:]))
     check(not rollback.failed, "rollback: %d requests failed" % len(rollback.failed))
     check(set(lab.versions_served()) == {good_version}, "after the rollback not every response is %s" % good_version)
@@ -320,8 +320,8 @@ def case_rotate(lab: Lab, keys_dir: str = KEYS_DIR) -> dict:
         start, end = windows.get(entry, (0.0, -1.0))  # an edge has no restart of its own
         (own if start <= sample.start <= end else other).append(sample)
     print("rotate: %s playbook rc=%d; failed through a router during its own restart: %d, at any other time or "
-          "through an edge: %d (sent/failed: %s)" % (summary_line(report), out.returncode, len(own), len(other),
-                                                     lab.by_entry(report)))
+          "through an edge: %d (sent/failed: %s)" % (
+              summary_line(report), out.returncode, len(own), len(other), lab.by_entry(report)))
     check(out.returncode == 0, "the rotation failed:\n%s\n%s" % (out.stdout[-4000:], out.stderr[-2000:]))
     check(not other, "requests failed outside the routers' restarts or through an edge: %s"
           % [(s.target, s.detail) for s in other])
