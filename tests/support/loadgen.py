@@ -35,6 +35,11 @@ class Sample:
     version: str
     detail: str
 
+    @property
+    def ok(self) -> bool:
+        """Answered with a 2xx status (a connection error has status 0)."""
+        return 200 <= self.status < 300
+
 
 @dataclass
 class Report:
@@ -44,7 +49,7 @@ class Report:
 
     @property
     def failed(self) -> List[Sample]:
-        return [s for s in self.samples if not 200 <= s.status < 300]
+        return [s for s in self.samples if not s.ok]
 
     def window(self, start: float, end: float) -> "Report":
         """The samples that started within ``[start, end)`` (monotonic times)."""
@@ -61,7 +66,7 @@ class Report:
             "max_latency": round(latencies[-1], 4),
             "p99_latency": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 4),
             "failures": dict(Counter(s.detail for s in self.failed)),
-            "versions": dict(Counter(s.version for s in self.samples if 200 <= s.status < 300)),
+            "versions": dict(Counter(s.version for s in self.samples if s.ok)),
         }
 
 

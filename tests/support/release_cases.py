@@ -102,7 +102,7 @@ class Lab:
         for sample in report.samples:
             counts = sent.setdefault(self.entry(sample), [0, 0])
             counts[0] += 1
-            counts[1] += not 200 <= sample.status < 300
+            counts[1] += not sample.ok
         return ",".join("%s:%d/%d" % (h, n, f) for h, (n, f) in sorted(sent.items()))
 
     def playbook(self, name: str, *extra: str) -> subprocess.CompletedProcess:
@@ -127,13 +127,17 @@ class Lab:
         if out.returncode:
             raise CaseFailed("sending from %s failed: %s" % (host, out.stderr.decode(errors="replace")))
 
+    def stats(self, host: str, socket_path: str) -> dict:
+        """The JSON of a uWSGI stats unix socket on a lab host."""
+        raw = self.sh(host, "python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); "
+                            "s.connect('%s'); b=b''\n"
+                            "while True:\n d=s.recv(65536)\n if not d: break\n b+=d\n"
+                            "sys.stdout.write(b.decode('utf-8','replace'))\"" % socket_path)
+        return json.loads(raw)
+
     def router_nodes(self, router: str) -> Dict[str, List[str]]:
         """key -> live node names, read on the router."""
-        raw = self.sh(router, "python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); "
-                              "s.connect('/run/uwsgi-http-router/http-router.stats'); b=b''\n"
-                              "while True:\n d=s.recv(65536)\n if not d: break\n b+=d\n"
-                              "sys.stdout.write(b.decode('utf-8','replace'))\"")
-        doc = json.loads(raw)
+        doc = self.stats(router, "/run/uwsgi-http-router/http-router.stats")
         now = time.time()
         return {s["key"]: [n["name"] for n in s["nodes"] if not n["death_mark"] and now - n["last_check"] <= 4]
                 for s in doc.get("subscriptions", [])}
@@ -242,13 +246,17 @@ def wait_for(condition, timeout: float, interval: float = 0.1) -> Optional[float
 def case_router(lab: Lab) -> dict:
     restarted, other = lab.routers[0], lab.routers[1]
     boxes = {"%s:3017" % lab.ip[b] for b in lab.boxes}
+
+    def lists_every_box() -> bool:
+        table = lab.router_nodes(restarted)  # one read per poll
+        return len(table) == len(DOMAINS) and all(set(nodes) >= boxes for nodes in table.values())
+
     # Through the other router, and through the edges, whose nginx retries what the restarting router fails.
     through_other = lab.load([other])
     time.sleep(2)
     lab.sh(restarted, "systemctl restart uwsgi-http-router")
     started = time.monotonic()
-    resubscribed = wait_for(lambda: all(set(nodes) >= boxes for nodes in lab.router_nodes(restarted).values())
-                            and len(lab.router_nodes(restarted)) == len(DOMAINS), timeout=30)
+    resubscribed = wait_for(lists_every_box, timeout=30)
     time.sleep(2)
     report = through_other.stop()
     served = wait_for(lambda: not lab.load([restarted], concurrency=1, duration=0.5, edges=False).wait().failed,

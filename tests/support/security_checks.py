@@ -44,12 +44,8 @@ ROGUE_SERVER = (
 
 
 def fastrouter_nodes(lab: Lab, box: str) -> dict:
-    raw = lab.sh(box, "python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); "
-                      "s.connect('/run/uwsgi-fastrouter/fastrouter.stats'); b=b''\n"
-                      "while True:\n d=s.recv(65536)\n if not d: break\n b+=d\n"
-                      "sys.stdout.write(b.decode('utf-8','replace'))\"")
-    import json
-    return {s["key"]: [n["name"] for n in s["nodes"] if not n["death_mark"]] for s in json.loads(raw)["subscriptions"]}
+    doc = lab.stats(box, "/run/uwsgi-fastrouter/fastrouter.stats")
+    return {s["key"]: [n["name"] for n in s["nodes"] if not n["death_mark"]] for s in doc["subscriptions"]}
 
 
 def rogue_subscriptions(lab: Lab, keys_dir: str) -> None:
