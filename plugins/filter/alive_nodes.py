@@ -52,19 +52,11 @@ _value:
 """
 
 
+from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import count_live
+
+
 def alive_nodes(stats, keys, now, exclude=None, tolerance=3):
-    excluded = set(exclude or [])
-    counts = {key: 0 for key in keys}
-    for slot in (stats or {}).get("subscriptions") or []:
-        key = slot.get("key")
-        if key not in counts:
-            continue
-        for node in slot.get("nodes") or []:
-            if node.get("name") in excluded or node.get("death_mark"):
-                continue
-            if int(now) - int(node.get("last_check") or 0) <= int(tolerance):
-                counts[key] += 1
-    return counts
+    return count_live(stats, now, tolerance, keys, exclude or ())
 
 
 class FilterModule:

@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import is_fresh
 from ansible_collections.graceful.uwsgi.plugins.module_utils.vassal_config import error_lines
 
 # Vassal sockets are named after the vassal (``%n.sock``), so a fastrouter
@@ -158,8 +159,8 @@ def unreported(name: str) -> VassalStatus:
 
 
 def node_fresh(node: Node, wall: float, tolerance: int) -> bool:
-    """Would the fastrouter route to this node now?  (uWSGI's own test.)"""
-    return not node.death_mark and int(wall) - node.last_check <= tolerance
+    """Would the fastrouter route to this node now?"""
+    return is_fresh(node.last_check, node.death_mark, wall, tolerance)
 
 
 def active_keys(vassal: VassalStatus, snap: Snapshot, tolerance: int) -> List[str]:
