@@ -12,7 +12,11 @@ import time
 from typing import Callable, Optional
 
 
-class LockTimeout(Exception):
+class LockError(Exception):
+    """The lock cannot be taken: a bad path, or held by someone else too long."""
+
+
+class LockTimeout(LockError):
     """The lock stayed held by someone else for the whole wait."""
 
 
@@ -39,8 +43,12 @@ class HostLock:
     def acquire(self) -> "HostLock":
         directory = os.path.dirname(self.path) or "."
         if not os.path.isdir(directory):
-            raise LockTimeout("lock_path %s: directory %s does not exist" % (self.path, directory))
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            raise LockError("lock_path %s: directory %s does not exist" % (self.path, directory))
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise LockError("lock_path %s: cannot open it: %s (it must be a regular file that this user may "
+                            "write, in a directory that only this user controls)" % (self.path, exc.strerror))
         start = self.clock()
         try:
             while True:

@@ -8,48 +8,35 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: vassal_reload
-short_description: Gracefully reload uWSGI vassals while keeping a minimum of them active
+short_description: Roll changed uWSGI vassals (reload, add, remove) while keeping a minimum of them active
 version_added: 0.1.0
 description:
-  - Reloads the vassals of one uWSGI emperor on the host it runs on, as fast as possible, while
-    the number of active vassals never drops below O(minimum_active).
-  - A vassal is B(active) when the emperor reports it accepting (C(accepting), not C(ready), which
-    stays 0 after a reload on uWSGI 2.0.21) and the fastrouter has a fresh node for it
-    (C(death_mark == 0) and C(last_check) within O(subscription_tolerance)).
-  - "Each vassal goes through four steps. B(Drain): the module writes C(S) to the vassal's master
-    FIFO, which blocks its subscriptions; the vassal stops announcing itself but sends no
-    unsubscribe packet (a fastrouter with C(fastrouter-resubscribe) forwards unsubscribes to the
-    HTTP routers, which would take the whole box out of them). The fastrouter stops choosing the
-    node once it is older than its C(subscription-tolerance); the module waits for that and for no
-    request in flight (C(ref == 0)). B(Reload): the vassal file is touched (or its staged new
-    version moved into place, see O(staging_dir)); the emperor gracefully reloads it. B(Wait): the
-    emperor shows the reload and C(accepting == 1) again with the same master pid (a changed pid
-    means the vassal died and was respawned). B(Re-admit): the vassal starts unsubscribed and its
-    C(hook-accepting1-once) writes C(S) to its FIFO once its first worker accepts; it is back when
-    the fastrouter has a fresh node for every key it served before."
-  - "Why: measured on one box on loopback (Debian uWSGI 2.0.21, HTTP router -> fastrouter -> unix-socket vassals,
-    1 s import, 4 client threads, 2 cores). Touching a vassal without draining it served every request but
-    stalled the ones queued on its socket for the whole reload (max latency 2.04 s); draining first served
-    53,751 requests with 0 failed and a max latency of 7 ms. C(benchmarks/reload_bench.py) with the
-    minimum at half the vassals: 4 vassals 13.7 s (lower bound 13.7 s), 8 vassals 13.5 s (13.4 s), 16 vassals
-    13.8 s (13.7 s), 0 failed of 160,542 requests, max latency 32/96/226 ms; one vassal at a time took
-    27.4/56.2/112.0 s. Vassal options that send an unsubscribe on reload (C(unsubscribe-on-graceful-reload))
-    dropped 22-44 % of the requests in the same kind of set-up (FACTS.md): the fastrouter forwards the
-    unsubscribe and the box leaves the routers until the next announce."
-  - "Cost: the drain waits for the fastrouter's C(subscription-tolerance) (3 s by default), so one vassal takes
-    about drain + reload + 1 s (6-8 s with a 1 s import); vassals drain in parallel within a wave."
-  - Vassals are reloaded as soon as the minimum allows, not wave by wave; vassals that are not
-    active go first (they cost no capacity, and a broken release shows on them first).
-  - "A broken release stops the rollout: when a reloaded vassal is not back within O(timeout), dies
-    while reloading, or is cursed or blacklisted by the emperor, no further vassal is touched, the
-    vassals already in flight are waited for, and the module fails naming the vassal(s), with the
-    tail of their log and the number of vassals active now. Untouched vassals keep serving the old
-    code."
-  - Only one run per host at a time (O(lock_path)); a second run waits up to O(lock_timeout).
-  - The stats sockets are read natively (one connect and read per poll, no process spawned).
-  - The vassal options this relies on (per-vassal unix socket named after the vassal, master FIFO,
-    C(start-unsubscribed), C(hook-accepting1-once = writefifo:... S), C(subscribe-freq = 1), no
-    C(unsubscribe-on-graceful-reload)) are what the P(graceful.uwsgi.emperor#role) role renders.
+  - Brings the vassals of one uWSGI emperor, on the host it runs on, to the files staged in
+    O(staging_dir) (or reloads them in place without it), as fast as possible, while the number of
+    B(active) vassals never drops below O(minimum_active) and no request is dropped.
+  - A vassal is B(active) when the emperor reports it accepting and the box fastrouter has a fresh node
+    for it (no C(death_mark), C(last_check) within O(subscription_tolerance)).
+  - "A B(changed) vassal is drained (its subscriptions are blocked through its master FIFO until no
+    router chooses it and no request is in flight), reloaded with its new file, and counts as back once
+    it accepts and announces every key its new file declares. A B(new) vassal (staged, not live) is
+    started and waited for. With O(prune), a live vassal with no staged file is drained the same way,
+    then its file is removed and the emperor stops it: it never sends an unsubscribe that would take its
+    box out of the routers."
+  - "A failed vassal (not back within O(timeout), died, cursed or blacklisted) stops the run: no further
+    vassal is touched, and with O(restore) its previous file is put back (a new vassal is removed
+    again), a master stuck in the new code is killed (it was drained, nothing is lost) and the module
+    waits until it serves again, then fails naming the vassal, the log lines that say why, and whether
+    it was restored. The box is left at full capacity on the release it ran."
+  - "No way out leaves a vassal drained: on an error or a signal the vassals still draining are
+    re-admitted, and every step is recorded on the host (O(state_dir)) before it is taken, so a
+    guardian process (forked by the module, it survives a SIGKILL or a lost SSH connection) or the next
+    run finishes what an interrupted run left (RV(recovered))."
+  - Only one run per host at a time (O(lock_path)); the staged files are compared under the lock, so a
+    second run with the same staging finds nothing left to do.
+  - The vassal options this relies on (a unix socket per vassal named after it, a master FIFO,
+    C(start-unsubscribed), C(hook-accepting1-once) that subscribes it, C(subscribe-freq = 1), no
+    C(unsubscribe-on-graceful-reload)) are what the P(graceful.uwsgi.emperor#role) role renders. The
+    design and the uWSGI behaviour it rests on are in C(docs/reload-design.md) of the collection.
 author:
   - graceful.uwsgi maintainers (@graceful-uwsgi)
 options:
@@ -71,26 +58,38 @@ options:
     type: str
   vassal_suffix:
     description:
-      - Suffix of the vassal files in O(emperor_dir).
+      - Suffix of the vassal files in O(emperor_dir), a dot and an extension.
     type: str
     default: .ini
   vassals:
     description:
-      - Names (file name without O(vassal_suffix)) or shell globs of the vassals to reload.
-      - Also the scope in which O(minimum_active) is counted. Default is all vassals.
+      - Names (file name without O(vassal_suffix)) or shell globs of the vassals to change, live or staged.
+      - Also the scope in which O(minimum_active) is counted. Default is all vassals; an empty list is an error.
     type: list
     elements: str
   staging_dir:
     description:
-      - A directory with new versions of the vassal files (same names). A vassal whose staged file
-        differs from its live file is reloaded by moving the staged version into place after the
-        drain; vassals with an identical or no staged file are skipped (see RV(skipped_vassals)).
+      - A directory with the wanted vassal files (same names). A staged file that differs from the live one
+        is moved into place after the drain; a staged file with no live one is a new vassal; vassals with an
+        identical staged file are skipped (RV(skipped_vassals)), and so are live ones with none, unless O(prune).
       - Without it every selected vassal is reloaded by touching its file.
     type: path
+  prune:
+    description:
+      - Remove the live vassals in scope that have no staged file, each drained first. Needs O(staging_dir).
+    type: bool
+    default: false
+  allow_empty:
+    description:
+      - Allow a change that leaves no vassal in scope (every app of the box removed). Without it such a
+        change is refused before anything is touched.
+    type: bool
+    default: false
   minimum_active:
     description:
       - How many vassals in scope must stay active at every moment, as an integer or as a
-        percentage of the vassals in scope (V(50%), rounded up, capped at one less than their number).
+        percentage (V(50%), rounded up, capped at one less than their number) of the vassals in scope,
+        live or staged.
       - An integer must be less than the number of vassals in scope.
     type: str
     default: "1"
@@ -98,19 +97,26 @@ options:
     description:
       - Subscription keys (domains). With keys, O(minimum_active) applies to each key instead of to all
         vassals in scope, counting the vassals active for that key (a percentage is taken of the vassals
-        subscribed for the key). One run can so roll several apps at once, each keeping its own minimum.
-      - The resolved minimums and the active counts per key are returned in RV(plan).
+        that serve the key before or after the change). One run can so roll several apps at once.
+      - A key that no vassal serves yet (added by this change) or that none will serve (removed) has no
+        minimum. A key that no live or staged file declares is an error. Needs O(fastrouter_stats_socket).
     type: list
     elements: str
     default: []
   timeout:
     description:
-      - Seconds one vassal may take from the start of its drain until it is back.
+      - Seconds a vassal may take from its reload (or start) until it serves again; also the bound for a
+        restore, a removal and a run that cannot start its next vassal. The drain has its own O(drain_timeout).
     type: float
     default: 60
+  drain_timeout:
+    description:
+      - Seconds a drain may take; then the vassal is reloaded anyway (requests still in flight finish during
+        uWSGI's graceful reload). Default O(subscription_tolerance) + 5.
+    type: float
   check_interval:
     description:
-      - Seconds between two polls of the stats sockets.
+      - Seconds between two polls of the stats sockets (at most 10).
     type: float
     default: 0.1
   subscription_tolerance:
@@ -125,6 +131,12 @@ options:
       - With V(false) requests that reach a reloading vassal wait on its socket until it is back.
     type: bool
     default: true
+  restore:
+    description:
+      - Put a failed vassal's previous file back (remove a failed new one), kill its master if it is stuck,
+        and wait until it serves again before failing.
+    type: bool
+    default: true
   master_fifo:
     description:
       - Path of the vassals' master FIFO, with uWSGI magic variables (V(/run/uwsgi/app/%n.fifo)).
@@ -135,11 +147,16 @@ options:
       - Path of the vassals' log files, with uWSGI magic variables, for the tail shown on failure.
       - Default is the C(logto) or C(daemonize) of each vassal file.
     type: str
+  state_dir:
+    description:
+      - Directory for the record of what a run has taken out of service (and the lock), private to the user
+        that runs the module (mode 0700; a directory that another user owns or may write is refused).
+    type: path
+    default: /run/graceful-uwsgi
   lock_path:
     description:
-      - The host lock file; only one reload runs on a host at a time.
+      - The host lock file; only one reload runs on a host at a time. Default C(vassal-reload.lock) in O(state_dir).
     type: path
-    default: /run/lock/graceful-uwsgi-vassal-reload.lock
   lock_timeout:
     description:
       - Seconds to wait for a running reload to release the lock before failing.
@@ -156,8 +173,15 @@ options:
       - Seconds to wait for one stats socket to answer.
     type: float
     default: 5
+  stats_outage:
+    description:
+      - Seconds the stats sockets may stay unreadable during a run (a restart of the fastrouter) before the run
+        stops; the vassals still draining are then re-admitted.
+    type: float
+    default: 10
 notes:
-  - Check mode returns the plan (RV(plan)) and changes nothing.
+  - Check mode returns the plan (RV(plan)), which vassals would be added, reloaded or removed in which order
+    and which keys appear or disappear, and changes nothing.
   - Runs on the host that runs the emperor, usually with C(become), since the vassal files and FIFOs
     belong to the service user.
 seealso:
@@ -170,7 +194,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Returns the plan (order, wave size, counts) and touches nothing.
+    details: Returns the plan (changes, order, wave size, counts) and touches nothing.
   diff_mode:
     support: none
   platform:
@@ -200,6 +224,18 @@ EXAMPLES = r"""
     keys:
       - shop.example.com
 
+- name: Bring the box to exactly the staged vassals (add, reload, remove), half of each app active
+  graceful.uwsgi.vassal_reload:
+    emperor_dir: /etc/uwsgi-emperor/vassals
+    staging_dir: /etc/uwsgi-emperor/staged
+    prune: true
+    emperor_stats_socket: /run/uwsgi-emperor/emperor.stats
+    fastrouter_stats_socket: /run/uwsgi-fastrouter/fastrouter.stats
+    minimum_active: 50%
+    keys:
+      - shop.example.com
+      - api.example.com
+
 - name: Show what a reload would do
   graceful.uwsgi.vassal_reload:
     emperor_dir: /etc/uwsgi-emperor/vassals
@@ -211,18 +247,29 @@ EXAMPLES = r"""
 
 RETURN = r"""
 plan:
-  description: The order of the vassals to reload, the wave size and the counts it was made from.
+  description:
+    - The changes in the order they are taken, the wave size and the counts they were made from.
+    - C(changes) has one entry per vassal, with its C(action) (V(add), V(reload), V(remove)), whether it was
+      C(active), and the C(keys_added) and C(keys_removed) by its new file; C(keys_added) and C(keys_removed)
+      at the top are the keys that appear on or disappear from the box.
   returned: always
   type: dict
   sample:
     order: [web_03, web_01, web_02]
-    wave_size: 2
+    changes:
+      - {name: web_03, action: add, active: false, keys_added: [web.test], keys_removed: []}
+      - {name: web_01, action: reload, active: true, keys_added: [], keys_removed: []}
+      - {name: web_02, action: remove, active: true, keys_added: [], keys_removed: [web.test]}
+    wave_size: 1
     minimum_active: 1
-    vassals_in_scope: 3
-    active_before: 3
+    minimum_per_key: {}
+    vassals_in_scope: 2
+    active_before: 2
     active_per_key: {}
+    keys_added: []
+    keys_removed: []
 reloaded:
-  description: The vassals that were reloaded and came back.
+  description: The vassals that were changed and serve again (a removed one is gone).
   returned: always
   type: list
   elements: dict
@@ -230,8 +277,14 @@ reloaded:
     name:
       description: The vassal name (file name without suffix).
       type: str
+    action:
+      description: V(add), V(reload) or V(remove).
+      type: str
+    recovered:
+      description: Whether it was left by an interrupted run and finished by this one.
+      type: bool
     old_pid:
-      description: The vassal's master pid before the reload.
+      description: The vassal's master pid before the change.
       type: int
     new_pid:
       description: The master pid after it; equal to RV(reloaded[].old_pid) on a graceful reload.
@@ -251,52 +304,72 @@ reloaded:
       description: Seconds the drain took.
       type: float
     reload_seconds:
-      description: Seconds from the touch until it was back.
+      description: Seconds from the reload (or start) until it was back.
       type: float
 failed_vassals:
   description:
-    - The vassals that did not come back, with why (C(error)), the C(phase) they failed in and the
-      last 20 lines of their log (C(log_tail)) and the lines of it that say why (C(log_error)), the last
-      Python exception and uWSGI's verdict after it (V(unable to load app), V(no app loaded)).
+    - The vassals that did not come back, with why (C(error)), whether their previous file was put back and
+      they serve again (C(restored)), C(active_now), and the last 20 lines of their log (C(log_tail)) and the
+      lines of it that say why (C(log_error)).
     - Named C(failed_vassals) because C(failed) is Ansible's own result flag.
   returned: always
   type: list
   elements: dict
 skipped_vassals:
-  description: Selected vassals that were not reloaded and why (C(unchanged) or C(not staged)).
+  description: Vassals in scope that were left as they are and why (C(unchanged) or C(not staged)).
   returned: always
   type: list
   elements: dict
 not_started:
-  description: Vassals left untouched because the rollout stopped.
+  description: Vassals left untouched because the run stopped.
+  returned: always
+  type: list
+  elements: str
+recovered:
+  description:
+    - What an interrupted earlier run had left out of service and this run finished first (re-admitted,
+      reloaded, or restored), in the form of RV(reloaded) and RV(failed_vassals).
+  returned: always
+  type: list
+  elements: dict
+interrupted_run:
+  description: The vassals an interrupted earlier run had left in its record on the host (check mode reports
+    them without touching them).
+  returned: always
+  type: list
+  elements: str
+not_announcing:
+  description:
+    - Vassals that accept requests but have not announced themselves for longer than the tolerance, after the
+      run: they serve nothing (their subscriptions are blocked, or their warm-up did not pass).
   returned: always
   type: list
   elements: str
 elapsed:
-  description: Seconds the reload took.
+  description: Seconds the run took.
   returned: always
   type: float
 lower_bound:
   description:
-    - The ideal time given the observed per-vassal reload times and the wave size, a makespan lower
+    - The ideal time given the observed per-vassal times and the wave size, a makespan lower
       bound, the largest of the slowest vassal, the total time spread over the wave, and for each
       k, k+1 times the (k*wave+1)-th slowest vassal.
   returned: always
   type: float
 min_active_observed:
-  description: The lowest number of active vassals (not being reloaded) seen at any poll.
+  description: The lowest number of active vassals (not in flight) seen at any poll.
   returned: always
   type: int
 active_before:
-  description: Active vassals in scope before the reload.
+  description: Active vassals in scope before the run.
   returned: always
   type: int
 active_after:
-  description: Active vassals in scope after the reload.
+  description: Active vassals in scope after the run.
   returned: always
   type: int
 active_after_per_key:
-  description: With O(keys), active vassals per key after the reload.
+  description: With O(keys), active vassals per key after the run.
   returned: always
   type: dict
 minimum_active:
@@ -304,32 +377,38 @@ minimum_active:
   returned: always
   type: int
 minimum_per_key:
-  description: With O(keys), the minimum of each key.
+  description: With O(keys), the minimum of each key that has one.
   returned: always
   type: dict
 wave_size:
-  description: How many vassals may be reloading at once.
+  description: How many vassals may be in flight at once.
   returned: always
   type: int
 events:
-  description: What happened when, in seconds since the start (start, reload, back, failed).
+  description: What happened when, in seconds since the start (start, reload, back, failed, restore, kill).
   returned: always
   type: list
   elements: str
+message:
+  description: Why the run stopped without a failed vassal (the minimum could not be kept), or empty.
+  returned: always
+  type: str
 """
+
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.graceful.uwsgi.plugins.module_utils.emperor_host import (
-    EmperorHost, reload_emperor_vassals,
+    EmperorHost, Interrupted, finish_interrupted, run_vassal_reload, signals_interrupt, start_guardian,
 )
-from ansible_collections.graceful.uwsgi.plugins.module_utils.host_lock import HostLock, LockTimeout
-from ansible_collections.graceful.uwsgi.plugins.module_utils.stats import StatsError
-from ansible_collections.graceful.uwsgi.plugins.module_utils.vassal_reload import Params, ReloadError
+from ansible_collections.graceful.uwsgi.plugins.module_utils.host_lock import HostLock, LockError
+from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_journal import Journal, private_dir
+from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_params import ReloadError, ReloadParams
 
 
 def failure_message(result):
-    """One message naming the failed vassals, their log tail and what runs now."""
+    """One message naming the failed vassals, why, whether they were restored, and what runs now."""
     parts = []
     for item in result["failed_vassals"]:
         text = "vassal %s: %s" % (item["name"], item["error"])
@@ -337,10 +416,14 @@ def failure_message(result):
             text += "; its log says: " + " | ".join(item["log_error"])
         elif item.get("log_tail"):
             text += "; last log lines: " + " | ".join(item["log_tail"][-5:])
+        if item.get("restored"):
+            text += "; restored: it runs its previous file again and serves" if item["action"] != "add" \
+                else "; removed again"
+        elif item.get("restored") is False:
+            text += "; NOT restored: it did not serve again within the timeout (see its log)"
         parts.append(text)
     if result.get("message"):
         parts.append(result["message"])
-    summary = "; ".join(parts)
     untouched = result.get("not_started") or []
     if result.get("minimum_per_key"):
         active = "%d; per key: %s" % (result["active_after"], ", ".join(
@@ -348,8 +431,8 @@ def failure_message(result):
             for key, minimum in sorted(result["minimum_per_key"].items())))
     else:
         active = "%d (minimum %d)" % (result["active_after"], result["minimum_active"])
-    return "reload stopped: %s. Active vassals now: %s; reloaded: %d; untouched: %s" % (
-        summary, active, len(result["reloaded"]), ", ".join(untouched) if untouched else "none")
+    return "reload stopped: %s. Active vassals now: %s; changed: %d; untouched: %s" % (
+        "; ".join(parts), active, len(result["reloaded"]), ", ".join(untouched) if untouched else "none")
 
 
 def main():
@@ -361,28 +444,43 @@ def main():
             vassal_suffix=dict(type="str", default=".ini"),
             vassals=dict(type="list", elements="str"),
             staging_dir=dict(type="path"),
+            prune=dict(type="bool", default=False),
+            allow_empty=dict(type="bool", default=False),
             minimum_active=dict(type="str", default="1"),
             keys=dict(type="list", elements="str", default=[], no_log=False),
             timeout=dict(type="float", default=60),
+            drain_timeout=dict(type="float"),
             check_interval=dict(type="float", default=0.1),
             subscription_tolerance=dict(type="int", default=3),
             drain=dict(type="bool", default=True),
+            restore=dict(type="bool", default=True),
             master_fifo=dict(type="str"),
             vassal_log=dict(type="str"),
-            lock_path=dict(type="path", default="/run/lock/graceful-uwsgi-vassal-reload.lock"),
+            state_dir=dict(type="path", default="/run/graceful-uwsgi"),
+            lock_path=dict(type="path"),
             lock_timeout=dict(type="float", default=300),
             force=dict(type="bool", default=False),
             stats_timeout=dict(type="float", default=5),
+            stats_outage=dict(type="float", default=10),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    for name in ("timeout", "check_interval", "stats_timeout"):
-        if p[name] <= 0:
-            module.fail_json(msg="%s=%s must be greater than 0" % (name, p[name]))
-    if p["lock_timeout"] < 0 or p["subscription_tolerance"] < 1:
-        module.fail_json(msg="lock_timeout must be >= 0 and subscription_tolerance >= 1")
-
+    params = ReloadParams(
+        minimum_active=p["minimum_active"],
+        keys=tuple(p["keys"]),
+        patterns=tuple(p["vassals"]) if p["vassals"] is not None else None,
+        timeout=p["timeout"],
+        drain_timeout=p["drain_timeout"] if p["drain_timeout"] is not None else p["subscription_tolerance"] + 5.0,
+        check_interval=p["check_interval"],
+        subscription_tolerance=p["subscription_tolerance"],
+        force=p["force"],
+        drain=p["drain"],
+        prune=p["prune"],
+        allow_empty=p["allow_empty"],
+        restore=p["restore"],
+        stats_outage=p["stats_outage"],
+    )
     host = EmperorHost(
         emperor_dir=p["emperor_dir"],
         emperor_stats_socket=p["emperor_stats_socket"],
@@ -393,22 +491,31 @@ def main():
         vassal_log=p["vassal_log"],
         stats_timeout=p["stats_timeout"],
     )
-    params = Params(
-        minimum_active=0,
-        timeout=p["timeout"],
-        check_interval=p["check_interval"],
-        subscription_tolerance=p["subscription_tolerance"],
-        force=p["force"],
-        drain=p["drain"],
-        drain_timeout=p["subscription_tolerance"] + 5.0,
-    )
-    lock = HostLock(p["lock_path"], p["lock_timeout"])
+    lock_path = p["lock_path"] or os.path.join(p["state_dir"], "vassal-reload.lock")
     try:
-        result = reload_emperor_vassals(
-            host, patterns=p["vassals"], minimum_active=p["minimum_active"], keys=p["keys"], params=params,
-            check_mode=module.check_mode, lock=lock)
-    except (ReloadError, StatsError, LockTimeout) as exc:
+        for name in ("stats_timeout", "lock_timeout"):
+            if not 0 <= p[name] <= 86400 or p[name] != p[name]:
+                raise ReloadError("%s=%s must be a number of seconds from 0 to 86400" % (name, p[name]))
+        journal = Journal(p["state_dir"], p["emperor_dir"])
+        if module.check_mode:
+            result = run_vassal_reload(host, params, check_mode=True, lock=None, journal=journal)
+        else:
+            private_dir(p["state_dir"])
+            lock = HostLock(lock_path, p["lock_timeout"])
+            # Finishes this run's work if the run dies (SIGKILL, a lost connection).
+            guardian = start_guardian(lock_path, p["lock_timeout"] + p["timeout"] * 3,
+                                      lambda: finish_interrupted(host, params, Journal(p["state_dir"], p["emperor_dir"])))
+            try:
+                with signals_interrupt():
+                    result = run_vassal_reload(host, params, check_mode=False, lock=lock, journal=journal)
+            finally:
+                os.close(guardian)
+    except (ReloadError, LockError) as exc:
         module.fail_json(msg=str(exc))
+    except Interrupted as exc:
+        module.fail_json(msg="vassal_reload %s: the vassals still draining were re-admitted; any vassal already "
+                             "reloaded is checked (and restored if it does not serve) by this run's guardian "
+                             "or the next run" % exc)
     if result["failed_vassals"] or result.get("message"):
         module.fail_json(msg=failure_message(result), **result)
     module.exit_json(**result)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ansible_collections.graceful.uwsgi.plugins.module_utils.host_lock import HostLock, LockTimeout
+from ansible_collections.graceful.uwsgi.plugins.module_utils.host_lock import HostLock, LockError, LockTimeout
 
 
 def test_second_holder_waits_then_fails_naming_the_holder(tmp_path):
@@ -50,5 +50,19 @@ def test_waits_for_a_holder_that_finishes(tmp_path):
 
 
 def test_lock_in_missing_directory_is_a_clear_error(tmp_path):
-    with pytest.raises(LockTimeout, match="does not exist"):
+    with pytest.raises(LockError, match="does not exist"):
         HostLock(str(tmp_path / "nope" / "x.lock"), timeout=1).acquire()
+
+
+def test_lock_path_that_is_a_directory_or_a_link_is_a_clear_error(tmp_path):
+    directory = tmp_path / "dir.lock"
+    directory.mkdir()
+    with pytest.raises(LockError, match="cannot open it: Is a directory"):
+        HostLock(str(directory), timeout=1).acquire()
+    target = tmp_path / "target"
+    target.write_text("keep me")
+    link = tmp_path / "link.lock"
+    link.symlink_to(target)
+    with pytest.raises(LockError, match="cannot open it"):
+        HostLock(str(link), timeout=1).acquire()
+    assert target.read_text() == "keep me"
