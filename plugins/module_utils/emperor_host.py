@@ -193,7 +193,9 @@ class EmperorHost(Actions):
         if previous is None:
             self.remove(name)
         else:
-            self._write(name, previous, like=self.path(name))
+            # The emperor knows the live file's mtime: keeping it means it
+            # sends no reload of its own (see Reloader._begin_restore).
+            self._write(name, previous, like=self.path(name), keep_mtime=True)
 
     def kill(self, name: str, pid: int) -> None:
         """SIGKILL a vassal's master (and its children); the emperor respawns it."""
@@ -235,11 +237,11 @@ class EmperorHost(Actions):
             old = 0
         return max(int(time.time()), old + 1)
 
-    def _write(self, name: str, content: str, like: str) -> None:
+    def _write(self, name: str, content: str, like: str, keep_mtime: bool = False) -> None:
         """Replace the live file atomically (the emperor never reads half a file), owner and mode as ``like``."""
         live = self.path(name)
         info = os.stat(like) if os.path.exists(like) else os.stat(self.staged_path(name))
-        mtime = self._next_mtime(live)
+        mtime = int(os.lstat(live).st_mtime) if keep_mtime and os.path.exists(live) else self._next_mtime(live)
         tmp = os.path.join(os.path.dirname(live), ".%s.graceful-uwsgi" % os.path.basename(live))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -46,9 +46,6 @@ from ansible_collections.graceful.uwsgi.plugins.module_utils.vassal_config impor
 # Seconds after an unblock within which a vassal must announce (it announces
 # every second); past them it is reloaded, which resets its subscriptions.
 UNBLOCK_GRACE = 3
-# Seconds to let the emperor take a restored file before killing a stuck
-# master anyway (a few of its scans; the emperor role scans every second).
-EMPEROR_PICKUP = 5.0
 
 
 class Phase(str, Enum):
@@ -145,10 +142,9 @@ class Flight:
     reload_seen: bool = False
     # The live file before this change (None: there was none), for a restore.
     previous: Optional[str] = None
-    accepting_at_failure: bool = False
-    failed_pid: int = 0
     restored_wall: float = 0.0
-    killed: bool = False
+    # The wall time of the latest snapshot it was stepped with.
+    seen_wall: float = 0.0
     back_at: Optional[float] = None
     error: Optional[str] = None
     restored: Optional[bool] = None
@@ -314,6 +310,7 @@ class Reloader:
         vassal = snap.get(flight.name)
         if vassal is not None:
             flight.after = vassal
+        flight.seen_wall = snap.wall
         self._steps[flight.phase](flight, vassal, snap, now)
 
     def _enter(self, flight: Flight, phase: Phase, now: float) -> None:
@@ -462,40 +459,14 @@ class Reloader:
 
     def _restoring(self, flight: Flight, vassal: Optional[VassalStatus], snap: Snapshot, now: float) -> None:
         if flight.previous is None:
-            # A new vassal that never served: removed again.
-            if vassal is None:
-                self._end_restore(flight, now, True)
-            elif now - flight.phase_since >= self.params.timeout:
-                self._end_restore(flight, now, False)
-            return
-        if self._must_kill(flight, vassal, now):
-            # It was drained, so nothing is lost; the emperor respawns it
-            # from the restored file.
-            self.log("kill %s (master pid %d does not respond)" % (flight.name, flight.failed_pid))
-            self.actions.kill(flight.name, flight.failed_pid)
-            flight.killed = True
-            return
-        if vassal is not None and vassal.accepting and vassal.last_accepting >= int(flight.restored_wall) and not \
-                self._missing_keys(vassal, snap, flight.change.keys_before, int(flight.restored_wall)):
+            back = vassal is None  # a new vassal that never served: removed again
+        else:
+            back = vassal is not None and vassal.accepting and vassal.last_accepting >= int(flight.restored_wall) \
+                and not self._missing_keys(vassal, snap, flight.change.keys_before, int(flight.restored_wall))
+        if back:
             self._end_restore(flight, now, True)
         elif now - flight.phase_since >= self.params.timeout:
             self._end_restore(flight, now, False)
-
-    def _must_kill(self, flight: Flight, vassal: Optional[VassalStatus], now: float) -> bool:
-        """Kill the master that failed (once) when it cannot handle the restore's graceful reload.
-
-        A master that was not accepting when it failed is stuck in the new
-        code (its import never returns) and handles no reload; one that was
-        accepting (its warm-up failed) gets half the timeout to reload.  The
-        kill waits until the emperor took the restored file (``last_mod``),
-        or a few scans: the emperor respawns a dead vassal with the file
-        time it knew, and a later scan would reload it once more.
-        """
-        if vassal is None or flight.killed or not flight.failed_pid or vassal.pid != flight.failed_pid:
-            return False
-        if flight.accepting_at_failure and now - flight.phase_since < self.params.timeout / 2:
-            return False
-        return vassal.last_mod >= int(flight.restored_wall) or now - flight.phase_since >= EMPEROR_PICKUP
 
     # -- ends ------------------------------------------------------------------
     def _check_timeout(self, flight: Flight, now: float, why: str) -> None:
@@ -525,15 +496,31 @@ class Reloader:
         self.failed.append(flight)
 
     def _begin_restore(self, flight: Flight, now: float) -> None:
+        """Put the previous file back and bring the vassal up on it.
+
+        The file is replaced without a new mtime, so the emperor sends no
+        reload of its own: a reload that reaches a vassal still starting up
+        stalls it for uWSGI's worker-reload-mercy (60 s, seen on loopback).
+        A vassal that announces some of its keys takes traffic, so it gets a
+        graceful reload (a touch); any other was drained, so its master is
+        killed (one stuck in the new code's import handles no reload at all)
+        and the emperor respawns it at once from the restored file.
+        """
         vassal = flight.after
-        flight.accepting_at_failure = bool(vassal and vassal.accepting and vassal.pid == flight.before.pid)
-        flight.failed_pid = vassal.pid if vassal else 0
         flight.restored_wall = self.clock.wall()
-        self.journal.put(flight.name, phase="restoring", failed_pid=flight.failed_pid,
-                         accepting_at_failure=flight.accepting_at_failure, restored_wall=flight.restored_wall)
+        self.journal.put(flight.name, phase="restoring", restored_wall=flight.restored_wall)
         self.actions.restore(flight.name, flight.previous)
-        self.log("restore %s (%s)" % (flight.name, "its previous file" if flight.previous is not None
-                                      else "removed again"))
+        if flight.previous is None:
+            how = "removed again"
+        elif vassal is not None and vassal.fresh_keys(flight.seen_wall, self.tolerance, int(flight.touched_wall)):
+            self.actions.touch(flight.name)
+            how = "its previous file, reloaded gracefully"
+        elif vassal is not None and vassal.pid:
+            self.actions.kill(flight.name, vassal.pid)
+            how = "its previous file; killed its master pid %d, which serves nothing" % vassal.pid
+        else:
+            how = "its previous file, for the emperor's next respawn"
+        self.log("restore %s (%s)" % (flight.name, how))
         self._enter(flight, Phase.RESTORING, now)
 
     def _end_restore(self, flight: Flight, now: float, restored: bool) -> None:
@@ -594,14 +581,10 @@ class Reloader:
             elif phase == "removing":
                 self._enter(flight, Phase.STOPPING, now)
             elif phase == "restoring":
-                flight.touched_at = now
-                flight.failed_pid = int(entry.get("failed_pid") or 0)
-                flight.accepting_at_failure = bool(entry.get("accepting_at_failure"))
-                flight.error = "an earlier run failed it"
-                if self.actions.read_live(name) != flight.previous:
-                    self.actions.restore(name, flight.previous)
-                flight.restored_wall = float(entry.get("restored_wall") or 0)
-                self._enter(flight, Phase.RESTORING, now)
+                flight.touched_at, flight.touched_wall = now, float(entry.get("touched_wall") or 0)
+                flight.error = "an interrupted run failed it"
+                flight.seen_wall = snap.wall
+                self._begin_restore(flight, now)
             else:
                 raise ReloadError("reload record: vassal %s has an unknown phase %r" % (name, phase))
             self.log("adopt %s (%s, left by run %s)" % (name, flight.phase.value, entry.get("run")))

@@ -414,8 +414,8 @@ def failure_message(result):
         text = "vassal %s: %s" % (item["name"], item["error"])
         if item.get("log_error"):
             text += "; its log says: " + " | ".join(item["log_error"])
-        elif item.get("log_tail"):
-            text += "; last log lines: " + " | ".join(item["log_tail"][-5:])
+        else:
+            text += "; its log shows no error (failed_vassals[].log_tail has its last lines)"
         if item.get("restored"):
             text += "; restored: it runs its previous file again and serves" if item["action"] != "add" \
                 else "; removed again"

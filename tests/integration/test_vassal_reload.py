@@ -100,15 +100,20 @@ def test_broken_release_stops_the_rollout_and_the_rest_keeps_serving(make_box, w
     for name in failed:
         assert "vassal %s:" % name in result["msg"]
     assert "release bad is broken" in result["msg"]  # the tail of its log
-    assert "Active vassals now: 4 (minimum 4)" in result["msg"]
+    # Each failed vassal runs its previous file again: the box is back at full capacity on v1.
+    assert all(f["restored"] for f in result["failed_vassals"]), result["failed_vassals"]
+    assert "restored: it runs its previous file again" in result["msg"]
+    assert "Active vassals now: 6 (minimum 4)" in result["msg"]
     assert result["not_started"] == ["web_03", "web_04", "web_05", "web_06"]
     after = respawns(box)
     after_mtimes = mtimes(box)
     for name in result["not_started"]:
         assert after[name] == before[name] and after_mtimes[name] == before_mtimes[name], name
     assert summary["failed"] == 0, summary["failures"]
-    assert set(box.active()) == set(result["not_started"])
+    assert box.active() == box.vassal_names()
     assert set(summary["versions"]) == {"v1"}
+    for name in failed:
+        assert "; release v1\n" in open(os.path.join(box.vassal_dir, name + ".ini")).read(), name
 
 
 def test_slow_starting_app_is_waited_for_when_the_timeout_allows(make_box, web_app):
@@ -122,16 +127,32 @@ def test_slow_starting_app_is_waited_for_when_the_timeout_allows(make_box, web_a
     assert all(r["reload_seconds"] >= 6.0 for r in result["reloaded"])
 
 
-def test_slow_starting_app_times_out_with_a_clear_error(make_box, web_app):
+def test_release_whose_import_never_returns_is_killed_and_restored_under_load(make_box, web_app):
+    """A master stuck in its import handles no graceful reload: the restore kills it (it was drained)."""
     box = make_box([web_app(vassals=2, delay=0.2)])
-    box.write_release("web", "slow", delay=30.0)
-    box.stage({"web": "slow"})
+    box.write_release("web", "hang", delay=3600.0)
+    box.stage({"web": "hang"})
+    gen = load_on(box)
+    time.sleep(0.5)
+    started = time.monotonic()
     result = run_module(MODULE, box.module_args(minimum_active=1, staging_dir=box.staging_dir, timeout=8))
-    print("\nslow app, short timeout: %s" % result["msg"])
+    seconds = time.monotonic() - started
+    report = gen.stop()
+    summary = report.summary()
+    print("\nimport never returns: sent=%d failed=%d run=%.1fs msg=%s events=%s" % (
+        summary["sent"], summary["failed"], seconds, result["msg"], result.get("events")))
     assert result["failed"] and [f["name"] for f in result["failed_vassals"]] == ["web_01"]
-    assert "vassal web_01: not back within timeout=8s" in result["msg"]
+    assert "vassal web_01: not back within timeout=8s (no worker is accepting)" in result["msg"]
+    assert result["failed_vassals"][0]["restored"] is True
+    assert any("restore web_01 (its previous file; killed its master" in e for e in result["events"]), result["events"]
     assert result["not_started"] == ["web_02"]
-    assert box.active() == ["web_02"]
+    assert box.active() == ["web_01", "web_02"]
+    assert summary["failed"] == 0, summary["failures"]
+    assert set(summary["versions"]) == {"v1"}
+    # The rollback (the release that runs) finds nothing to do; the hung release can be retried or replaced.
+    box.stage({"web": "v1"})
+    again = run_module(MODULE, box.module_args(minimum_active=1, staging_dir=box.staging_dir, timeout=30))
+    assert not again.get("failed") and again["changed"] is False
 
 
 def block(box, name):
@@ -229,8 +250,10 @@ def test_check_mode_returns_the_plan_and_changes_nothing(make_box, web_app):
     before, before_mtimes = respawns(box), mtimes(box)
     result = run_module(MODULE, box.module_args(minimum_active="50%"), check=True)
     assert result["changed"] is True
-    assert result["plan"] == {"order": box.vassal_names(), "wave_size": 2, "minimum_active": 2, "minimum_per_key": {},
-                              "vassals_in_scope": 4, "active_before": 4, "active_per_key": {}}
+    plan = result["plan"]
+    assert plan["order"] == box.vassal_names() and plan["wave_size"] == 2 and plan["minimum_active"] == 2
+    assert plan["vassals_in_scope"] == 4 and plan["active_before"] == 4
+    assert [c["action"] for c in plan["changes"]] == ["reload"] * 4
     assert result["reloaded"] == []
     assert respawns(box) == before and mtimes(box) == before_mtimes
 

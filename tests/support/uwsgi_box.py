@@ -311,7 +311,7 @@ class LoopbackBox:
             "emperor_dir": self.vassal_dir,
             "emperor_stats_socket": self.emperor_stats,
             "fastrouter_stats_socket": self.fastrouter_stats,
-            "lock_path": os.path.join(self.run, "vassal-reload.lock"),
+            "state_dir": os.path.join(self.root, "state"),
         }
         args.update(extra)
         return args

@@ -56,6 +56,8 @@ class Release:
     broken: bool = False
     hang: bool = False
     warmup_fails: bool = False
+    # Keys declared but never announced (a key whose signature a router refuses).
+    silent_keys: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -147,8 +149,10 @@ class SimBox(Actions):
             # subscribe-freq = 1: one announce per second of the master loop.
             if not v.blocked and v.accepting and not v.stuck and int(t) != v.announced_second:
                 v.announced_second = int(t)
-                for k in self.releases[v.running].keys:
-                    v.last_announce[k] = wall
+                rel = self.releases[v.running]
+                for k in rel.keys:
+                    if k not in rel.silent_keys:
+                        v.last_announce[k] = wall
 
     def _emperor_sees_change(self, v: SimVassal, t: float) -> None:
         v.touched_at = None
@@ -177,8 +181,10 @@ class SimBox(Actions):
     def _reload_ends(self, v: SimVassal, t: float, wall: int) -> None:
         rel = self.releases[v.running]
         if rel.broken:
-            v.reloading_until = t + rel.reload_time
+            # Died at import; the emperor respawns it from its live file.
             v.pid = self._pid()
+            v.running = v.live
+            v.reloading_until = t + self.releases[v.live].reload_time
             return
         v.reloading_until = None
         if rel.hang:
@@ -279,10 +285,12 @@ class SimBox(Actions):
         v.touched_at = self.clock.monotonic()
 
     def restore(self, name: str, previous: Optional[str]) -> None:
+        """The previous file back without a new mtime: the emperor does not reload it by itself."""
         self.actions.append(("restore", name, self.clock.monotonic()))
         v = self.vassals[name]
         v.live = previous
-        v.touched_at = self.clock.monotonic()
+        if previous is None:
+            v.touched_at = self.clock.monotonic()
 
     def kill(self, name: str, pid: int) -> None:
         self.actions.append(("kill", name, self.clock.monotonic()))

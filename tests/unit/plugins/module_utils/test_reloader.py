@@ -252,7 +252,8 @@ def test_release_that_hangs_at_import_is_killed_and_restored():
     assert result.not_started == ["web02"]
 
 
-def test_release_whose_warmup_never_passes_is_restored_without_a_kill():
+def test_release_whose_warmup_never_passes_is_restored():
+    """It accepts but never subscribed, so it serves nothing: killed and respawned on its previous file."""
     clock = FakeClock()
     box = SimBox(clock, n=2)
     box.release("cold", warmup_fails=True)
@@ -260,8 +261,21 @@ def test_release_whose_warmup_never_passes_is_restored_without_a_kill():
     unused_plan, result, unused_seen = run(box, clock, "1", timeout=10.0)
     failed = result.failed[0]
     assert "accepting, but not subscribed again" in failed["error"] and failed["restored"] is True
-    assert "kill" not in [kind for kind, unused_name, unused_t in box.actions]
+    assert [kind for kind, name, unused_t in box.actions if name == "web01"] == ["block", "reload", "restore", "kill"]
     assert result.active_after == 2 and blocked(box) == []
+
+
+def test_failed_vassal_that_serves_some_keys_is_restored_gracefully():
+    """One that announces part of its keys takes traffic: a graceful reload, never a kill."""
+    clock = FakeClock()
+    box = SimBox(clock, n=2, keys=("a.test",))
+    box.release("half", keys=["a.test", "b.test"], silent_keys=["b.test"])
+    box.stage("half")
+    unused_plan, result, seen = run(box, clock, "1", timeout=10.0)
+    failed = result.failed[0]
+    assert "not subscribed again in the fastrouter for b.test" in failed["error"] and failed["restored"] is True
+    assert [kind for kind, name, unused_t in box.actions if name == "web01"] == ["block", "reload", "restore", "touch"]
+    assert box.vassals["web01"].running == "v1" and min(seen) >= 1
 
 
 def test_restore_can_be_turned_off():
