@@ -1,9 +1,10 @@
 """A bounded HTTP load generator that records every response.
 
 Stdlib only, so it runs on the controller and on a lab host.  Each of
-``concurrency`` threads keeps one keep-alive connection per target and
-sends GET requests round-robin over the targets until ``duration`` seconds
-or ``max_requests`` requests are reached (both bounds always apply).  A
+``concurrency`` threads keeps one keep-alive connection per target (or,
+for the first ``fresh`` threads, opens a new connection for every request)
+and sends GET requests round-robin over the targets until ``duration``
+seconds or ``max_requests`` requests are reached (both bounds always apply).  A
 request fails on a connection error, a timeout, or a status outside
 200-299.  The app's first word of the body is recorded as its version.
 
@@ -34,6 +35,8 @@ class Sample:
     status: int
     version: str
     detail: str
+    # A request on a new connection (True) or on a kept-alive one.
+    fresh: bool = False
 
     @property
     def ok(self) -> bool:
@@ -67,6 +70,9 @@ class Report:
             "p99_latency": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 4),
             "failures": dict(Counter(s.detail for s in self.failed)),
             "versions": dict(Counter(s.version for s in self.samples if s.ok)),
+            # sent/failed on new connections and on kept-alive ones
+            "fresh": "%d/%d" % (sum(s.fresh for s in self.samples), sum(s.fresh for s in self.failed)),
+            "keepalive": "%d/%d" % (sum(not s.fresh for s in self.samples), sum(not s.fresh for s in self.failed)),
         }
 
 
@@ -84,7 +90,7 @@ class LoadGenerator:
 
     def __init__(self, targets: Sequence[Target], concurrency: int = 4, duration: float = 30.0,
                  max_requests: int = 2_000_000, timeout: float = 10.0, path: str = "/",
-                 rate: Optional[float] = None) -> None:
+                 rate: Optional[float] = None, fresh: int = 0) -> None:
         if not targets:
             raise ValueError("no target")
         self.targets = list(targets)
@@ -95,6 +101,8 @@ class LoadGenerator:
         self.path = path
         # Requests per second per thread (None: as fast as the server answers).
         self.interval = concurrency / rate if rate else 0.0
+        # How many of the threads open a new connection for every request.
+        self.fresh = min(fresh, concurrency)
         self.report = Report()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -113,12 +121,14 @@ class LoadGenerator:
         deadline = self.report.started + self.duration
         i = offset
         next_at = time.monotonic()
+        fresh = offset < self.fresh
         while not self._stop.is_set() and time.monotonic() < deadline and self._take():
             target = self.targets[i % len(self.targets)]
             i += 1
             host, port, header = target
             start = time.monotonic()
             status, version, detail = 0, "", ""
+            reused = target in conns
             try:
                 conn = conns.get(target)
                 if conn is None:
@@ -130,7 +140,7 @@ class LoadGenerator:
                 words = body.split(None, 1)
                 version = words[0].decode(errors="replace") if words else ""
                 detail = "" if 200 <= status < 300 else "http %d" % status
-                if response.will_close:
+                if response.will_close or fresh:
                     conn.close()
                     conns.pop(target, None)
             except (OSError, http.client.HTTPException) as exc:
@@ -138,7 +148,8 @@ class LoadGenerator:
                 old = conns.pop(target, None)
                 if old is not None:
                     old.close()
-            sample = Sample(start, time.monotonic() - start, "%s:%d/%s" % target, status, version, detail)
+            sample = Sample(start, time.monotonic() - start, "%s:%d/%s" % target, status, version, detail,
+                            fresh=not reused)
             with self._lock:
                 self.report.samples.append(sample)
             if self.interval:
@@ -178,12 +189,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--max-requests", type=int, default=2_000_000)
     parser.add_argument("--rate", type=float, help="total requests per second (default: as fast as possible)")
+    parser.add_argument("--fresh", type=int, default=0, help="threads that open a new connection per request")
     parser.add_argument("--csv", help="write every request to this file")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.duration > 3600:
         parser.error("--duration must be in (0, 3600]")
     gen = LoadGenerator([parse_target(t) for t in args.target], args.concurrency, args.duration,
-                        args.max_requests, rate=args.rate).start()
+                        args.max_requests, rate=args.rate, fresh=args.fresh).start()
     report = gen.wait()
     if args.csv:
         with open(args.csv, "w", encoding="utf-8") as out:

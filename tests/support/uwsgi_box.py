@@ -35,8 +35,10 @@ RELEASE = {release!r}
 
 
 def application(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [("%s %s %d\\n" % (RELEASE, os.environ.get("VASSAL", "-"), os.getpid())).encode()]
+    body = ("%s %s %d\\n" % (RELEASE, os.environ.get("VASSAL", "-"), os.getpid())).encode()
+    # With a length the router keeps client connections alive.
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
 '''
 
 
