@@ -56,6 +56,13 @@ class Change:
     # Whether it took traffic when planned (an inactive one costs no capacity).
     active: bool
 
+    def describe(self) -> str:
+        """One line for people: ``reload web_01 (+api.test, -old.test)``."""
+        keys = ["+" + k for k in sorted(set(self.keys_after) - set(self.keys_before))]
+        keys += ["-" + k for k in sorted(set(self.keys_before) - set(self.keys_after))]
+        return "%s %s%s%s" % (self.action.value, self.name, " (%s)" % ", ".join(keys) if keys else "",
+                              "" if self.active or self.action is Action.ADD else " [not serving now]")
+
     def as_dict(self) -> Dict[str, Any]:
         return {"name": self.name, "action": self.action.value, "active": self.active,
                 "keys_added": sorted(set(self.keys_after) - set(self.keys_before)),
@@ -94,6 +101,9 @@ class Plan:
             "active_per_key": dict(self.active_per_key),
             "keys_added": list(self.keys_added),
             "keys_removed": list(self.keys_removed),
+            "summary": [c.describe() for c in self.changes] + [
+                "domains added: %s; removed: %s" % (", ".join(self.keys_added) or "none",
+                                                     ", ".join(self.keys_removed) or "none")],
         }
 
 

@@ -56,3 +56,44 @@ def count_live(stats: Optional[Mapping[str, Any]], now: float, tolerance: Any,
                keys: Iterable[str], exclude: Iterable[str] = ()) -> Dict[str, int]:
     """``key -> number of fresh nodes`` for each of ``keys``."""
     return {key: len(names) for key, names in live_nodes(stats, now, tolerance, keys, exclude).items()}
+
+
+def served_elsewhere(stats: Optional[Mapping[str, Any]], now: float, tolerance: Any, boxes: Iterable[str],
+                     domains: Iterable[str]) -> Dict[str, int]:
+    """``domain -> fresh nodes outside boxes``, for each of ``domains`` that ``boxes`` serve now.
+
+    The cluster guard of a rolling release: before ``boxes`` change, every
+    domain they take traffic for (and that the release keeps) must be served
+    by enough other nodes.  A domain they do not serve yet (added by the
+    release) is not counted; nor is one the release removes (not in
+    ``domains``).
+    """
+    chosen = set(boxes)
+    table = live_nodes(stats, now, tolerance)
+    return {key: len([n for n in names if n not in chosen]) for key, names in sorted(table.items())
+            if key in set(domains) and chosen & set(names)}
+
+
+def guard_shortfalls(results: Iterable[Mapping[str, Any]], boxes: Iterable[str], domains: Iterable[str],
+                     minimum: int, tolerance_of: Any) -> List[str]:
+    """Why ``boxes`` must not change yet: one line per router and domain short of ``minimum``.
+
+    ``results`` are reads of the routers' stats sockets (``item``: the
+    router, ``stats``, ``read_at``; a failed read has neither), and
+    ``tolerance_of(router)`` is that router's subscription-tolerance.  An
+    empty list means every router has enough live nodes elsewhere.
+    """
+    boxes = list(boxes)
+    domains = list(domains)
+    lines = []
+    for result in results:
+        router = result.get("item")
+        if result.get("stats") is None:
+            lines.append("%s: its stats are unreadable (%s)" % (router, result.get("msg") or "no answer"))
+            continue
+        counts = served_elsewhere(result["stats"], float(result.get("read_at") or 0), tolerance_of(router), boxes, domains)
+        for domain, count in counts.items():
+            if count < minimum:
+                lines.append("%s has %d live node(s) for %s on the other boxes, fewer than %d"
+                             % (router, count, domain, minimum))
+    return lines

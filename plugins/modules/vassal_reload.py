@@ -340,8 +340,8 @@ interrupted_run:
   elements: str
 not_announcing:
   description:
-    - Vassals that accept requests but have not announced themselves for longer than the tolerance, after the
-      run: they serve nothing (their subscriptions are blocked, or their warm-up did not pass).
+    - Vassals that accept requests but have not announced themselves for longer than the tolerance after the
+      run. They serve nothing; their subscriptions are blocked, or their warm-up did not pass.
   returned: always
   type: list
   elements: str

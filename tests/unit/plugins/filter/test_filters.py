@@ -55,3 +55,43 @@ def test_alive_nodes_counts_fresh_nodes_of_other_boxes():
         {"key": "other.test", "nodes": [{"name": "10.0.0.22:3017", "death_mark": 0, "last_check": 100}]}]}
     assert alive_nodes(stats, ["shop.test", "gone.test"], 101.5, ["10.0.0.21:3017"]) == {"shop.test": 1, "gone.test": 0}
     assert alive_nodes(stats, ["shop.test"], 101.5) == {"shop.test": 2}
+
+
+def router_table(now, **nodes):
+    """key -> [(node, age)] as a router's stats document."""
+    return {"subscriptions": [{"key": key, "nodes": [
+        {"name": name, "last_check": now - age, "death_mark": 0} for name, age in entries]}
+        for key, entries in nodes.items()]}
+
+
+def test_alive_nodes_uses_the_freshness_rule():
+    from ansible_collections.graceful.uwsgi.plugins.filter.alive_nodes import alive_nodes
+    now = 1000
+    stats = router_table(now, **{"a.test": [("n1", 3), ("n2", 4)]})
+    assert alive_nodes(stats, ["a.test", "b.test"], now, tolerance=3) == {"a.test": 1, "b.test": 0}
+    assert alive_nodes(stats, ["a.test"], now, exclude=["n1"], tolerance=3) == {"a.test": 0}
+
+
+def test_cluster_guard_says_which_router_and_domain_are_short():
+    from ansible_collections.graceful.uwsgi.plugins.filter.cluster_guard import cluster_guard
+    now = 1000
+    results = [
+        {"item": "router1", "read_at": now, "stats": router_table(now, **{
+            "hello.test": [("10.0.0.21:3017", 0), ("10.0.0.22:3017", 1), ("10.0.0.23:3017", 9)],
+            "old.test": [("10.0.0.21:3017", 0)], "api.test": [("10.0.0.22:3017", 0)]})},
+        {"item": "router2", "read_at": now, "stats": router_table(now, **{
+            "hello.test": [("10.0.0.21:3017", 0), ("10.0.0.22:3017", 5)]})},
+        {"item": "router3", "msg": "stats socket ...: no such file"},
+    ]
+    hostvars = {"router2": {"http_router_subscription_tolerance": 6}}
+    # router1: hello.test has .22; old.test is removed by the release; api.test is not served by .21.
+    # router2: with its tolerance of 6 s, .22 (5 s) is still fresh.
+    assert cluster_guard(results, ["10.0.0.21:3017"], ["hello.test", "api.test"], 1, hostvars) == [
+        "router3: its stats are unreadable (stats socket ...: no such file)"]
+    assert cluster_guard(results[:2], ["10.0.0.21:3017"], ["hello.test"], 2, hostvars) == [
+        "router1 has 1 live node(s) for hello.test on the other boxes, fewer than 2",
+        "router2 has 1 live node(s) for hello.test on the other boxes, fewer than 2"]
+    # A batch of two boxes counts neither for the other.
+    assert cluster_guard(results[:1], ["10.0.0.21:3017", "10.0.0.22:3017"], ["hello.test", "api.test"], 1) == [
+        "router1 has 0 live node(s) for api.test on the other boxes, fewer than 1",
+        "router1 has 0 live node(s) for hello.test on the other boxes, fewer than 1"]
