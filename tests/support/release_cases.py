@@ -360,24 +360,29 @@ def case_rotate(lab: Lab, keys_dir: str = KEYS_DIR) -> dict:
 
 
 CASES = {"good": case_good, "bad": case_bad, "router": case_router, "box": case_box, "rotate": case_rotate}
+ORDER = ["good", "bad", "hang", "cold", "sigkill", "stats", "concurrent", "inputs", "domains", "scale", "router", "box",
+         "rotate"]
 
 
 def main() -> int:
+    from release_faults import CASES as FAULTS
+    CASES.update(FAULTS)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--inventory", required=True)
-    parser.add_argument("--case", action="append", choices=sorted(CASES), help="default: all, in order")
+    parser.add_argument("--case", action="append", choices=ORDER, help="default: all, in this order: " + " ".join(ORDER))
     args = parser.parse_args()
     lab = Lab(args.inventory)
     failures = []
-    for name in args.case or ["good", "bad", "router", "box", "rotate"]:
+    for name in args.case or ORDER:
         try:
             CASES[name](lab)
         except CaseFailed as exc:
             print("%s: FAILED: %s" % (name, exc))
             failures.append(name)
         sys.stdout.flush()
+        sys.stderr.flush()
     failed = " (%s)" % ", ".join(failures) if failures else ""
-    print("release cases: %d run, %d failed%s" % (len(args.case or CASES), len(failures), failed))
+    print("release cases: %d run, %d failed%s" % (len(args.case or ORDER), len(failures), failed))
     return 1 if failures else 0
 
 

@@ -16,9 +16,17 @@ HOST = socket.gethostname()
 time.sleep(float(os.environ.get("APP_IMPORT_SECONDS", "0.5")))
 if os.path.exists(os.path.join(os.getcwd(), "BROKEN")):
     raise RuntimeError("release %s of %s is broken (BROKEN file present)" % (VERSION, APP))
+# A release whose import never returns (a dead database at start-up).
+while os.path.exists(os.path.join(os.getcwd(), "HANG")):
+    time.sleep(60)
+# A release that starts but answers 503 (its warm-up request never passes).
+COLD = os.path.exists(os.path.join(os.getcwd(), "COLD"))
 
 
 def application(environ, start_response):
+    if COLD:
+        start_response("503 Service Unavailable", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return [b"cold\n"]
     body = "%s %s %s %s %d\n" % (VERSION, APP, environ.get("UWSGI_VASSAL", os.environ.get("VASSAL", "-")),
                                  HOST, os.getpid())
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
