@@ -247,7 +247,7 @@ def case_sigkill(lab: Lab) -> dict:
               "%.1fs" % readmitted if readmitted is not None else "NEVER", silent, again.returncode, again_seconds,
               summary_of(again)))
     check(out.returncode != 0, "the killed run did not fail")
-    check(readmitted is not None, "vassals still drained a minute after the kill: %s" % box_health(lab, box))
+    check(readmitted is not None, "vassals still drained a minute after the kill: %s" % (box_health(lab, box),))
     check(not any(silent.values()), "vassals accepting but not announcing: %s" % silent)
     check(again.returncode == 0, "the next run failed:\n%s" % again.stdout[-3000:])
     check(all(not box_health(lab, b)[2] for b in lab.boxes), "a vassal is left blocked after the next run")
