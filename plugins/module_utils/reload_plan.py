@@ -175,10 +175,15 @@ def admissible(change: Change, snap: Snapshot, plan: Plan, params: ReloadParams,
     return available - 1 >= plan.minimum_active
 
 
-def _keys_of(files: Dict[str, VassalFile], snap: Snapshot, name: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
-    """The keys a vassal serves before (declared, or seen in the fastrouter) and after the change."""
+def _keys_of(files: Dict[str, VassalFile], snap: Snapshot, name: str,
+             tolerance: int = 3) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """The keys a vassal serves before (declared, or announced now) and after the change.
+
+    Only fresh nodes count: the fastrouter keeps a node of a key nobody
+    asks for (a removed domain) until a request looks the key up.
+    """
     item = files[name]
-    seen = {n.key for n in snap.vassals[name].nodes} if name in snap.vassals else set()
+    seen = set(snap.vassals[name].fresh_keys(snap.wall, tolerance)) if name in snap.vassals else set()
     before = tuple(sorted(set(item.live or ()) | (seen if item.live is not None else set())))
     return before, tuple(sorted(item.staged or ()))
 
@@ -211,7 +216,7 @@ def make_plan(snap: Snapshot, files: Dict[str, VassalFile], params: ReloadParams
         if action is None:
             skipped.append({"name": name, "reason": "not staged" if item.staged is None else "unchanged"})
             continue
-        before, after = _keys_of(files, snap, name)
+        before, after = _keys_of(files, snap, name, tolerance)
         if action is Action.REMOVE:
             after = ()
         changes.append(Change(name, action, before, after, is_active(snap.get(name), snap, tolerance)))
@@ -222,10 +227,10 @@ def make_plan(snap: Snapshot, files: Dict[str, VassalFile], params: ReloadParams
             "this change would remove every vassal in scope (%s) and leave the box serving nothing: if that is "
             "what you want, set allow_empty=true (the emperor role: emperor_allow_empty_box)" % ", ".join(live))
     plan = Plan(changes=[], skipped=skipped, scope=scope)
-    before_keys = {k for n in files for k in _keys_of(files, snap, n)[0]}
+    before_keys = {k for n in files for k in _keys_of(files, snap, n, tolerance)[0]}
     after_keys = {k for c in changes for k in c.keys_after} | {
         k for n, item in files.items() if classify(item, params.prune) is None and item.live is not None
-        for k in _keys_of(files, snap, n)[0]}
+        for k in _keys_of(files, snap, n, tolerance)[0]}
     plan.keys_added = sorted(after_keys - before_keys)
     plan.keys_removed = sorted(before_keys - after_keys)
     _resolve_minimums(plan, files, snap, params, before_keys, after_keys)
@@ -263,7 +268,8 @@ def _resolve_minimums(plan: Plan, files: Dict[str, VassalFile], snap: Snapshot, 
                               "subscribed for it in the fastrouter" % key)
         if key not in before_keys or key not in after_keys:
             continue
-        serving = [n for n in files if key in _keys_of(files, snap, n)[0] or key in (files[n].staged or ())]
+        serving = [n for n in files
+                   if key in _keys_of(files, snap, n, params.subscription_tolerance)[0] or key in (files[n].staged or ())]
         plan.key_minimums[key] = resolve_minimum(params.minimum_active, len(serving), "minimum_active for key %s" % key)
 
 

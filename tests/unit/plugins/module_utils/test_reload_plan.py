@@ -197,3 +197,14 @@ def test_degraded_key_refuses_only_when_its_vassals_are_reloaded():
     with pytest.raises(ReloadError, match=r"for key\(s\) api.test only 1 vassal\(s\) are active, fewer than "
                                           r"minimum_active=2"):
         plan_of(box, "50%", keys=keys)
+
+
+def test_ghost_nodes_of_a_removed_domain_do_not_count_as_served():
+    """The fastrouter keeps the nodes of a key nobody asks for; adding the domain back is still an add."""
+    box = SimBox(FakeClock(), n=2, keys=("hello.test",))
+    for v in box.vassals.values():
+        v.last_announce["api.test"] = int(box.clock.wall()) - 300
+    box.release("v2", keys=["hello.test", "api.test"])
+    box.stage("v2")
+    plan = plan_of(box, "50%", keys=("hello.test", "api.test"))
+    assert plan.keys_added == ["api.test"] and plan.key_minimums == {"hello.test": 1}
