@@ -11,10 +11,10 @@ and after):
 - sigkill: vassal_reload killed with SIGKILL while vassals are drained; its
   guardian re-admits them, and the next run finishes the release;
 - stats: the emperor's stats socket gone for 2 s in the middle of a run;
-- domains: a domain added, then removed, through rolling_reload.yml and then
-  through site.yml; every router serves the new one from every box after,
-  the removed one from none;
-- scale: an app scaled 2 -> 1 -> 2 vassals, an app added, then removed;
+- domains: a domain added, then removed, through rolling_reload.yml; every
+  router serves the new one from every box after, the removed one from none;
+- scale: through site.yml, in one run a domain added, an app scaled 2 -> 1
+  and an app added, in the next all of it undone;
 - concurrent: two vassal_reload runs with the same staging on one box;
 - inputs: bad vassal_reload input, refused with a clear message and nothing
   changed on the box.
@@ -126,7 +126,7 @@ def load(lab: Lab, hosts=None):
     from loadgen import LoadGenerator
     domains = hosts or ("hello.test", "www.hello.test", "shop.test")
     targets = [(lab.ip[e], 80, d) for e in lab.routers + lab.edges for d in domains]
-    return LoadGenerator(targets, concurrency=6, duration=900, timeout=15, fresh=3).start()
+    return LoadGenerator(targets, concurrency=4, duration=900, timeout=15, fresh=2).start()
 
 
 def report_line(lab: Lab, report) -> str:
@@ -149,7 +149,7 @@ def stuck_release(lab: Lab, label: str, marker: str) -> dict:
         for app in apps:
             if app["name"] == "hello":
                 app["src"] = app_copy(tmp, marker)
-        bad_vars = vars_file(tmp, apps, rolling_reload_apps=["hello"], rolling_reload_timeout=20)
+        bad_vars = vars_file(tmp, apps, rolling_reload_apps=["hello"], rolling_reload_timeout=10)
         vassals_before = counts(lab)
         gen = load(lab)
         time.sleep(2)
@@ -311,55 +311,65 @@ def change(lab: Lab, label: str, apps: List[dict], playbook: str, extra_hosts=()
     return report
 
 
-def case_domains(lab: Lab) -> dict:
-    boxes = sorted("%s:3017" % lab.ip[b] for b in lab.boxes)
-    base = lab_apps()
-    added = json.loads(json.dumps(base))
-    for app in added:
+def with_changes(apps: List[dict], domain: Optional[str] = None, hello_vassals: Optional[int] = None,
+                 new_app: Optional[dict] = None) -> List[dict]:
+    apps = json.loads(json.dumps(apps))
+    for app in apps:
         if app["name"] == "hello":
-            app["domains"] = app["domains"] + ["api.hello.test"]
-    for playbook in ("rolling_reload.yml", "site.yml"):
-        change(lab, "add a domain", added, playbook)
-        served = wait_for(lambda: all(v == boxes for v in router_boxes(lab, "api.hello.test").values()), timeout=10)
-        answered = load(lab, hosts=("api.hello.test",))
+            if domain:
+                app["domains"] = app["domains"] + [domain]
+            if hello_vassals:
+                app["vassals"] = hello_vassals
+    return apps + ([new_app] if new_app else [])
+
+
+def check_domain(lab: Lab, domain: str, served: bool, how: str) -> None:
+    """Every router serves ``domain`` from every box (and it answers), or from none."""
+    boxes = sorted("%s:3017" % lab.ip[b] for b in lab.boxes)
+    wanted = (lambda t: all(v == boxes for v in t.values())) if served else (lambda t: not any(t.values()))
+    done = wait_for(lambda: wanted(router_boxes(lab, domain)), timeout=10)
+    line = "%s: after %s the routers list %s for %s" % ("domains", how, router_boxes(lab, domain), domain)
+    if served:
+        answered = load(lab, hosts=(domain,))
         time.sleep(2)
         sample = answered.stop()
-        print("domains: after adding through %s every router serves api.hello.test from %s; requests: %s" % (
-            playbook, router_boxes(lab, "api.hello.test"), report_line(lab, sample)))
-        check(served is not None, "not every router serves api.hello.test from every box: %s"
-              % router_boxes(lab, "api.hello.test"))
-        check_no_failure(sample, "the added domain")
-        change(lab, "remove a domain", base, playbook)
-        gone = wait_for(lambda: not any(router_boxes(lab, "api.hello.test").values()), timeout=10)
-        print("domains: after removing it through %s the routers list %s" % (playbook, router_boxes(lab, "api.hello.test")))
-        check(gone is not None, "a router still serves the removed domain: %s" % router_boxes(lab, "api.hello.test"))
+        line += "; requests: %s" % report_line(lab, sample)
+    print(line)
+    check(done is not None, "%s: the routers list %s for %s" % (how, router_boxes(lab, domain), domain))
+    if served:
+        check_no_failure(sample, domain)
+
+
+def per_app(lab: Lab, app: str) -> List[int]:
+    return [sum(n.startswith(app + "_") for n in vassal_files(lab, b)) for b in lab.boxes]
+
+
+def case_domains(lab: Lab) -> dict:
+    """A domain added, then removed, by a release (rolling_reload.yml)."""
+    base = lab_apps()
+    change(lab, "add a domain", with_changes(base, domain="api.hello.test"), "rolling_reload.yml")
+    check_domain(lab, "api.hello.test", True, "adding it through rolling_reload.yml")
+    change(lab, "remove a domain", base, "rolling_reload.yml")
+    check_domain(lab, "api.hello.test", False, "removing it through rolling_reload.yml")
     return {}
 
 
 def case_scale(lab: Lab) -> dict:
+    """Through site.yml, in one run each way: a domain added, hello scaled 2 -> 1, an app added; then all undone."""
     base = lab_apps()
-
-    def with_hello(vassals: int) -> List[dict]:
-        apps = json.loads(json.dumps(base))
-        for app in apps:
-            if app["name"] == "hello":
-                app["vassals"] = vassals
-        return apps
-
-    change(lab, "scale hello 2 -> 1", with_hello(1), "site.yml")
-    check(all(sum(n.startswith("hello_") for n in vassal_files(lab, b)) == 1 for b in lab.boxes), "hello not at 1")
-    change(lab, "scale hello 1 -> 2", with_hello(2), "site.yml")
-    check(all(sum(n.startswith("hello_") for n in vassal_files(lab, b)) == 2 for b in lab.boxes), "hello not at 2")
     api = {"name": "api", "src": base[0]["src"], "module": "app:application", "domains": ["api.test"], "vassals": 2,
            "env": {"APP_NAME": "api", "VASSAL": "%n"}}
-    change(lab, "add an app", base + [api], "site.yml")
-    answered = load(lab, hosts=("api.test",))
-    time.sleep(2)
-    sample = answered.stop()
-    print("scale: the added app answers: %s" % report_line(lab, sample))
-    check_no_failure(sample, "the added app")
-    change(lab, "remove an app", base, "site.yml")
-    check(all(not any(n.startswith("api_") for n in vassal_files(lab, b)) for b in lab.boxes), "api vassals remain")
+    change(lab, "add a domain, scale hello 2 -> 1, add an app",
+           with_changes(base, domain="api.hello.test", hello_vassals=1, new_app=api), "site.yml")
+    check(per_app(lab, "hello") == [1] * len(lab.boxes) and per_app(lab, "api") == [2] * len(lab.boxes),
+          "hello %s, api %s vassals per box" % (per_app(lab, "hello"), per_app(lab, "api")))
+    check_domain(lab, "api.hello.test", True, "adding it through site.yml")
+    check_domain(lab, "api.test", True, "adding the app through site.yml")
+    change(lab, "remove the domain, scale hello 1 -> 2, remove the app", base, "site.yml")
+    check(per_app(lab, "hello") == [2] * len(lab.boxes) and per_app(lab, "api") == [0] * len(lab.boxes),
+          "hello %s, api %s vassals per box" % (per_app(lab, "hello"), per_app(lab, "api")))
+    check_domain(lab, "api.hello.test", False, "removing it through site.yml")
+    check_domain(lab, "api.test", False, "removing the app through site.yml")
     check(full_capacity(lab), "not every vassal serves after the changes")
     return {}
 
