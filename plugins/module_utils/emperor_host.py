@@ -18,12 +18,14 @@ import errno
 import os
 import signal
 import stat
+import subprocess
 import syslog
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ansible_collections.graceful.uwsgi.plugins.module_utils import stats as stats_client
+from ansible_collections.graceful.uwsgi.plugins.module_utils import subscription_packets
 from ansible_collections.graceful.uwsgi.plugins.module_utils import vassal_config
 from ansible_collections.graceful.uwsgi.plugins.module_utils.host_lock import HostLock
 from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_journal import Journal
@@ -147,7 +149,8 @@ class EmperorHost(Actions):
         return fifo
 
     # -- Actions -----------------------------------------------------------
-    def block_subscriptions(self, name: str) -> None:
+    def _fifo_write(self, name: str, command: bytes) -> None:
+        """Write one command to the vassal's master FIFO."""
         fifo = self.check_fifo(name)
         try:
             # No link followed, and the FIFO checked on the open file itself:
@@ -160,9 +163,35 @@ class EmperorHost(Actions):
         try:
             if not stat.S_ISFIFO(os.fstat(fd).st_mode):
                 raise ReloadError("vassal %s: master FIFO %s is not a FIFO" % (name, fifo))
-            os.write(fd, b"S")
+            os.write(fd, command)
         finally:
             os.close(fd)
+
+    def block_subscriptions(self, name: str) -> None:
+        self._fifo_write(name, b"S")
+
+    def unsubscribe(self, name: str, nodes: List[Tuple[str, str]]) -> bool:
+        """Send the box fastrouter a signed unsubscribe of each ``(key, node)`` of the vassal.
+
+        The fastrouter stops choosing the node at once (requests in flight
+        finish).  Only for a vassal whose subscriptions to its box fastrouter
+        are signed, and only where the fastrouter does not re-subscribe (it
+        would forward the unsubscribe and take the box out of the routers):
+        False, and nothing sent, when that cannot be done here.
+        """
+        local = {e["key"]: e for e in vassal_config.subscriptions(self.path(name)) if "addr" not in e}
+        wanted = [(key, node, local.get(key)) for key, node in nodes]
+        if not wanted or any(e is None or "sign_key" not in e for unused_k, unused_n, e in wanted) \
+                or not subscription_packets.can_sign():
+            return False
+        try:
+            packets = [(subscription_packets.build(key, node, unsubscribe=True, sign_with=e["sign_key"],
+                                                   digest=e["sign_digest"]), e["server"]) for key, node, e in wanted]
+        except (subscription_packets.SigningError, OSError, subprocess.SubprocessError):
+            return False
+        for packet, server in packets:
+            subscription_packets.send(packet, server)
+        return True
 
     def read_live(self, name: str) -> Optional[str]:
         try:
@@ -170,17 +199,28 @@ class EmperorHost(Actions):
         except FileNotFoundError:
             return None
 
-    def install(self, name: str) -> None:
+    def install(self, name: str) -> str:
         staged = self.staged_path(name)
+        if not os.path.exists(self.path(name)):
+            self._write(name, _read(staged), like=staged)  # a new vassal: the emperor starts it
+            return "emperor"
         if self.staging_dir and os.path.isfile(staged):
-            self._write(name, _read(staged), like=staged)
-        else:
-            self.touch(name)
+            # The emperor must not see a new mtime: it would reload the vassal
+            # a second time, after the master FIFO's reload.
+            self._write(name, _read(staged), like=staged, keep_mtime=True)
+        return self.touch(name)
 
-    def touch(self, name: str) -> None:
-        live = self.path(name)
-        mtime = self._next_mtime(live)
-        os.utime(live, (mtime, mtime), follow_symlinks=False)
+    def touch(self, name: str) -> str:
+        """Reload the vassal gracefully: ``r`` on its master FIFO (at once), else a newer mtime (the
+        emperor's next scan, up to emperor-freq later)."""
+        try:
+            self._fifo_write(name, b"r")
+            return "fifo"
+        except ReloadError:
+            live = self.path(name)
+            mtime = self._next_mtime(live)
+            os.utime(live, (mtime, mtime), follow_symlinks=False)
+            return "emperor"
 
     def remove(self, name: str) -> None:
         try:

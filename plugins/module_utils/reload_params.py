@@ -45,6 +45,9 @@ class ReloadParams:
     subscription_tolerance: int = 3
     force: bool = False
     drain: bool = True
+    # Drain by a signed unsubscribe to the box fastrouter (at once) instead of
+    # waiting for its tolerance; only where the fastrouter does not re-subscribe.
+    drain_by_unsubscribe: bool = False
     # Remove the live vassals in scope that have no staged file (drained first).
     prune: bool = False
     # Allow a change that leaves no vassal in scope (every app removed).

@@ -39,7 +39,7 @@ from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_plan import 
     Action, Change, Plan, admissible, count_active, lower_bound,
 )
 from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_snapshot import (
-    Snapshot, VassalStatus, is_active,
+    Snapshot, VassalStatus, active_keys, is_active,
 )
 from ansible_collections.graceful.uwsgi.plugins.module_utils.vassal_config import error_lines
 
@@ -72,13 +72,22 @@ class Actions:
         """The live vassal file's content (None: there is none)."""
         raise NotImplementedError
 
-    def install(self, name: str) -> None:  # pragma: no cover - interface
-        """Move the staged file into place, or touch the live one."""
+    def install(self, name: str) -> str:  # pragma: no cover - interface
+        """Put the staged file in place and reload the vassal (or start a new one).
+
+        Returns how the reload was started: ``fifo`` (its master FIFO, at once;
+        the emperor's counters do not move) or ``emperor`` (a new mtime, picked
+        up at the emperor's next scan).
+        """
         raise NotImplementedError
 
-    def touch(self, name: str) -> None:  # pragma: no cover - interface
-        """Reload the vassal with its live file (a new mtime)."""
+    def touch(self, name: str) -> str:  # pragma: no cover - interface
+        """Reload the vassal with its live file; returns how, as :meth:`install`."""
         raise NotImplementedError
+
+    def unsubscribe(self, name: str, nodes: List[Any]) -> bool:  # pragma: no cover - interface
+        """Take ``(key, node)`` of the vassal out of the box fastrouter at once; False if it cannot."""
+        return False
 
     def remove(self, name: str) -> None:  # pragma: no cover - interface
         """Remove the live file; the emperor stops the vassal."""
@@ -140,6 +149,8 @@ class Flight:
     touched_at: Optional[float] = None
     touched_wall: float = 0.0
     reload_seen: bool = False
+    # Reloaded through its master FIFO: the emperor's counters do not show it.
+    via_fifo: bool = False
     # The live file before this change (None: there was none), for a restore.
     previous: Optional[str] = None
     restored_wall: float = 0.0
@@ -332,8 +343,28 @@ class Reloader:
                              keys_before=list(change.keys_before), keys_after=list(change.keys_after))
             self.actions.block_subscriptions(change.name)
             flight.blocked_wall = self.clock.wall()
+            self._unsubscribe(flight, before, snap)
         else:
             self._drained(flight, now)
+
+    def _unsubscribe(self, flight: Flight, vassal: VassalStatus, snap: Snapshot) -> None:
+        """The fast drain: the box fastrouter drops the vassal's nodes at once.
+
+        Only when other vassals on this box (not in flight) serve each of its
+        keys: the vassal's own announces to the routers keep the box there
+        otherwise, so the last vassal of a key drains the slow way, until the
+        routers' tolerance has passed too.
+        """
+        if not self.params.drain_by_unsubscribe:
+            return
+        keys = active_keys(vassal, snap, self.tolerance)
+        others = [snap.vassals[n] for n in self.plan.scope if n in snap.vassals and n not in self.flights]
+        if not all(any(key in active_keys(o, snap, self.tolerance) for o in others) for key in keys):
+            self.log("drain %s the slow way: it is the box's last vassal of a key" % flight.name)
+            return
+        nodes = [(n.key, n.name) for n in vassal.nodes if n.fresh(snap.wall, self.tolerance)]
+        if self.actions.unsubscribe(flight.name, nodes):
+            self.log("unsubscribe %s from the box fastrouter" % flight.name)
 
     def _drained(self, flight: Flight, now: float) -> None:
         flight.drained_at = now
@@ -353,10 +384,9 @@ class Reloader:
                          pid=flight.before.pid, respawns=flight.before.respawns, last_mod=flight.before.last_mod,
                          keys_before=list(change.keys_before), keys_after=list(change.keys_after))
         flight.touched_wall = self.clock.wall()
-        if touch:
-            self.actions.touch(flight.name)
-        else:
-            self.actions.install(flight.name)
+        how = self.actions.touch(flight.name) if touch else self.actions.install(flight.name)
+        flight.via_fifo = how == "fifo"
+        flight.reload_seen = flight.reload_seen or flight.via_fifo
         flight.touched_at = now
         self.journal.put(flight.name, phase="touched", touched_wall=flight.touched_wall)
         self.log("%s %s" % ("install" if change.action is Action.ADD else "reload", flight.name))
@@ -409,12 +439,22 @@ class Reloader:
             self._fail(flight, now, "it died while reloading and the emperor respawned it (master pid %d -> %d): "
                                     "the new code or config does not start" % (before.pid, vassal.pid))
             return
-        if flight.reload_seen and vassal.accepting and vassal.last_accepting >= int(flight.touched_wall):
+        if flight.reload_seen and vassal.accepting and vassal.last_accepting >= int(flight.touched_wall) \
+                and self._new_workers(flight):
             self._enter(flight, Phase.READMITTING, now)
             self._readmitting(flight, vassal, snap, now)
             return
         self._check_timeout(flight, now, "the emperor did not pick up the change" if not flight.reload_seen
                             else "no worker is accepting")
+
+    def _new_workers(self, flight: Flight) -> bool:
+        """After a FIFO reload the emperor's ``accepting`` never drops: the
+        vassal's own stats show new worker pids once it is back (when it has
+        a stats socket)."""
+        if not flight.via_fifo or not flight.workers_before:
+            return True
+        pids = self.actions.worker_pids(flight.name)
+        return bool(pids) and not set(pids) & set(flight.workers_before)
 
     def _readmitting(self, flight: Flight, vassal: Optional[VassalStatus], snap: Snapshot, now: float) -> None:
         if vassal is None:

@@ -143,6 +143,27 @@ def subscription_keys(path: str) -> List[str]:
     return sorted(set(keys))
 
 
+def subscriptions(path: str) -> List[Dict[str, str]]:
+    """The vassal's ``subscribe2`` entries: ``server``, ``key``, and ``addr``, ``sign`` when given.
+
+    ``sign = SHA256:/path/key.pem`` is split into ``sign_digest`` and
+    ``sign_key``.  An entry without ``addr`` announces the vassal's own
+    socket (to its box fastrouter, in the emperor role's layout).
+    """
+    entries = []
+    for value in read_uwsgi_options(path).get("subscribe2", []):
+        entry: Dict[str, str] = {}
+        for item in value.split(","):
+            name, sep, setting = item.partition("=")
+            if sep:
+                entry[name.strip()] = setting.strip()
+        if "sign" in entry and ":" in entry["sign"]:
+            entry["sign_digest"], entry["sign_key"] = entry["sign"].split(":", 1)
+        if entry.get("server") and entry.get("key"):
+            entries.append(entry)
+    return entries
+
+
 def tail(path: str, lines: int = 20, max_bytes: int = 16384) -> List[str]:
     """The last ``lines`` lines of a file, reading at most ``max_bytes``."""
     try:

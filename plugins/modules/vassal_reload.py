@@ -17,8 +17,9 @@ description:
   - A vassal is B(active) when the emperor reports it accepting and the box fastrouter has a fresh node
     for it (no C(death_mark), C(last_check) within O(subscription_tolerance)).
   - "A B(changed) vassal is drained (its subscriptions are blocked through its master FIFO until no
-    router chooses it and no request is in flight), reloaded with its new file, and counts as back once
-    it accepts and announces every key its new file declares. A B(new) vassal (staged, not live) is
+    router chooses it and no request is in flight; see O(drain_by_unsubscribe) for a drain that takes
+    milliseconds), reloaded with its new file through its master FIFO (at once, instead of the emperor's
+    next scan), and counts as back once it accepts and announces every key its new file declares. A B(new) vassal (staged, not live) is
     started and waited for. With O(prune), a live vassal with no staged file is drained the same way,
     then its file is removed and the emperor stops it: it never sends an unsubscribe that would take its
     box out of the routers."
@@ -131,6 +132,19 @@ options:
       - With V(false) requests that reach a reloading vassal wait on its socket until it is back.
     type: bool
     default: true
+  drain_by_unsubscribe:
+    description:
+      - Drain a vassal at once, by sending the box fastrouter a signed unsubscribe of its node (made with the
+        C(openssl) command and the key of its C(subscribe2 ... sign=)), instead of waiting until its node is
+        older than O(subscription_tolerance). Requests in flight finish; the vassal's other keys' nodes and
+        the box's place in the routers are kept by the box's other vassals. The last vassal of a key on the
+        box drains the slow way.
+      - Only for a box fastrouter that checks signatures and does not re-subscribe, as the
+        P(graceful.uwsgi.fastrouter#role) role sets it up with C(uwsgi_subscription_signing). A re-subscribing
+        fastrouter would forward the unsubscribe to the HTTP routers and take the whole box out of them.
+      - Without C(openssl), or for a vassal that does not sign, the drain is the slow one.
+    type: bool
+    default: false
   restore:
     description:
       - Put a failed vassal's previous file back (remove a failed new one), kill its master if it is stuck,
@@ -453,6 +467,7 @@ def main():
             check_interval=dict(type="float", default=0.1),
             subscription_tolerance=dict(type="int", default=3),
             drain=dict(type="bool", default=True),
+            drain_by_unsubscribe=dict(type="bool", default=False),
             restore=dict(type="bool", default=True),
             master_fifo=dict(type="str"),
             vassal_log=dict(type="str"),
@@ -476,6 +491,7 @@ def main():
         subscription_tolerance=p["subscription_tolerance"],
         force=p["force"],
         drain=p["drain"],
+        drain_by_unsubscribe=p["drain_by_unsubscribe"],
         prune=p["prune"],
         allow_empty=p["allow_empty"],
         restore=p["restore"],

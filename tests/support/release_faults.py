@@ -126,7 +126,8 @@ def load(lab: Lab, hosts=None):
     from loadgen import LoadGenerator
     domains = hosts or ("hello.test", "www.hello.test", "shop.test")
     targets = [(lab.ip[e], 80, d) for e in lab.routers + lab.edges for d in domains]
-    return LoadGenerator(targets, concurrency=4, duration=900, timeout=15, fresh=2).start()
+    # A bounded rate leaves the 2 cores to the lab and the playbooks (fewer samples, the same zero).
+    return LoadGenerator(targets, concurrency=4, duration=900, timeout=15, fresh=2, rate=800).start()
 
 
 def report_line(lab: Lab, report) -> str:

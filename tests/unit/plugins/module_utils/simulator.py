@@ -84,12 +84,21 @@ class SimVassal:
     hidden: bool = False
     # A crash loop the emperor lists every other second (between respawns).
     flapping: bool = False
+    # Reloaded through its master FIFO: the emperor still shows it accepting.
+    fifo_reloading: bool = False
+    # Worker generation (new worker pids after each start).
+    generation: int = 0
 
 
 class SimBox(Actions):
     def __init__(self, clock: FakeClock, n: int = 6, keys=("example.test",), tolerance: int = 3,
-                 emperor_freq: float = 1.0, reload_time: float = 2.0, prefix: str = "web") -> None:
+                 emperor_freq: float = 1.0, reload_time: float = 2.0, prefix: str = "web", fifo: bool = False,
+                 signed: bool = False) -> None:
         self.clock = clock
+        # fifo: reloads through the master FIFO start at once; signed: the
+        # fastrouter takes signed unsubscribes (the fast drain).
+        self.fifo = fifo
+        self.signed = signed
         self.tolerance = tolerance
         self.emperor_freq = emperor_freq
         self.releases: Dict[str, Release] = {"v1": Release(list(keys), reload_time)}
@@ -172,6 +181,7 @@ class SimBox(Actions):
 
     def _begin_run(self, v: SimVassal, t: float, release: str) -> None:
         v.running = release
+        v.generation += 1
         v.blocked = True  # start-unsubscribed
         rel = self.releases[release]
         v.reloading_until = t + rel.reload_time
@@ -190,6 +200,7 @@ class SimBox(Actions):
         if rel.hang:
             v.stuck = True
             return
+        v.fifo_reloading = False
         v.accepting = True
         v.last_accepting = wall
         v.blocked = rel.warmup_fails  # hook-accepting1-once (or a warm-up that never passes)
@@ -197,7 +208,7 @@ class SimBox(Actions):
     # -- what the module sees -------------------------------------------
     def emperor_doc(self) -> dict:
         return {"version": "2.0.21-debian", "emperor": ["/etc/vassals"], "vassals": [
-            {"id": v.name + ".ini", "pid": v.pid, "accepting": int(v.accepting), "ready": 0,
+            {"id": v.name + ".ini", "pid": v.pid, "accepting": int(v.accepting or v.fifo_reloading), "ready": 0,
              "last_accepting": v.last_accepting, "last_mod": v.last_mod, "respawns": v.respawns,
              "cursed": 0} for v in self.vassals.values() if not self._unlisted(v)], "blacklist": []}
 
@@ -255,16 +266,26 @@ class SimBox(Actions):
     def read_live(self, name: str) -> Optional[str]:
         return self.vassals[name].live
 
-    def install(self, name: str) -> None:
+    def install(self, name: str) -> str:
         self.actions.append(("reload", name, self.clock.monotonic()))
         v = self.vassals[name]
         if v.live is None:
             v.live = v.staged
             v.gone = False
             self._spawn(v)
-            return
+            return "emperor"
         v.live = v.staged
-        v.touched_at = self.clock.monotonic()
+        return self._reload(v)
+
+    def _reload(self, v: SimVassal) -> str:
+        if not self.fifo or v.stuck:
+            v.touched_at = self.clock.monotonic()
+            return "emperor"
+        # 'r' on the master FIFO: at once, and the emperor's counters do not move.
+        v.accepting = False
+        v.fifo_reloading = True
+        self._begin_run(v, self.clock.monotonic(), v.live)
+        return "fifo"
 
     def _spawn(self, v: SimVassal) -> None:
         """The emperor finds a new file and starts it (within a scan)."""
@@ -274,9 +295,17 @@ class SimBox(Actions):
         v.stopping_at = None
         self._begin_run(v, self.clock.monotonic() + self.emperor_freq, v.live)
 
-    def touch(self, name: str) -> None:
+    def touch(self, name: str) -> str:
         self.actions.append(("touch", name, self.clock.monotonic()))
-        self.vassals[name].touched_at = self.clock.monotonic()
+        return self._reload(self.vassals[name])
+
+    def unsubscribe(self, name: str, nodes) -> bool:
+        if not self.signed:
+            return False
+        self.actions.append(("unsubscribe", name, self.clock.monotonic()))
+        for key, unused_node in nodes:
+            self.vassals[name].last_announce.pop(key, None)  # the fastrouter drops the node
+        return True
 
     def remove(self, name: str) -> None:
         self.actions.append(("remove", name, self.clock.monotonic()))
@@ -310,4 +339,7 @@ class SimBox(Actions):
             if self.releases[v.running or "v1"].broken else []
 
     def worker_pids(self, name: str) -> List[int]:
-        return []
+        v = self.vassals[name]
+        if not self.fifo or not v.accepting:
+            return []  # its stats socket answers only while it runs
+        return [v.pid * 100 + v.generation]

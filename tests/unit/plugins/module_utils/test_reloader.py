@@ -504,3 +504,46 @@ def test_a_vassal_restarted_since_the_crash_is_not_toggled_again(tmp_path):
     result = finish.run()
     assert not [a for a in box.actions if a[0] == "block"]
     assert [r["name"] for r in result.reloaded] == ["web01"] and blocked(box) == []
+
+
+# -- the fast cycle: unsubscribe drain and FIFO reload ---------------------------------------
+
+def test_fast_cycle_is_the_restart_plus_the_readmission():
+    """Signed unsubscribe drains at once and the master FIFO reloads at once: no tolerance, no emperor scan."""
+    clock = FakeClock()
+    box = SimBox(clock, n=8, reload_time=2.0, fifo=True, signed=True)
+    box.release("v2")
+    box.stage("v2")
+    plan, result, seen = run(box, clock, "2", drain_by_unsubscribe=True)
+    assert not result.failed and len(result.reloaded) == 8 and min(seen) >= 2
+    assert all(v.respawns == 0 for v in box.vassals.values())  # the emperor did not reload them
+    # Each cycle: restart (2 s) + re-admission (the next announce, <= 1 s) + polling.
+    assert max(r["seconds"] for r in result.reloaded) <= 2.0 + 1.0 + 0.3
+    assert max(r["drain_seconds"] for r in result.reloaded) <= 0.3
+    slots = plan.wave_size
+    assert result.elapsed <= -(-8 // slots) * (2.0 + 1.3)
+
+
+def test_slow_drain_without_unsubscribe_waits_for_the_tolerance():
+    clock = FakeClock()
+    box = SimBox(clock, n=4, fifo=True, signed=False)
+    box.release("v2")
+    box.stage("v2")
+    unused_plan, result, seen = run(box, clock, "2", drain_by_unsubscribe=True)
+    assert min(r["drain_seconds"] for r in result.reloaded) >= 4.0 and min(seen) >= 2
+    assert "unsubscribe" not in [kind for kind, unused_name, unused_t in box.actions]
+
+
+def test_last_vassal_of_a_key_on_the_box_drains_the_slow_way():
+    """Its announces keep the box in the routers: only the tolerance takes the box out safely."""
+    clock = FakeClock()
+    box = SimBox(clock, n=2, keys=("a.test",), fifo=True, signed=True)
+    box.release("b", keys=["b.test"])
+    v = box.vassals["web02"]
+    v.live = v.staged = v.running = "b"
+    v.last_announce = {"b.test": int(clock.wall())}
+    box.release("v2", keys=["a.test"])
+    box.stage("v2", ["web01"])
+    unused_plan, result, unused_seen = run(box, clock, "0", keys=("a.test", "b.test"), drain_by_unsubscribe=True)
+    assert [r["name"] for r in result.reloaded] == ["web01"] and result.reloaded[0]["drain_seconds"] >= 4.0
+    assert any("the slow way" in e for e in result.events)

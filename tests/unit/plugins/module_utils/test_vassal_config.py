@@ -103,3 +103,16 @@ def test_error_lines_without_an_exception_give_uwsgis_last_verdict():
 def test_error_lines_of_a_healthy_log_are_empty():
     assert vassal_config.error_lines(RESPAWNED_LOG[7:]) == []
     assert vassal_config.error_lines([]) == []
+
+
+def test_subscriptions_split_server_key_addr_and_signature(tmp_path):
+    from ansible_collections.graceful.uwsgi.plugins.module_utils.vassal_config import subscriptions
+    path = tmp_path / "shop_01.ini"
+    path.write_text("[uwsgi]\n"
+                    "subscribe2 = server=127.0.0.1:2727,key=shop.test,sign=SHA256:/etc/keys/shop.pem\n"
+                    "subscribe2 = server=10.0.0.11:2626,key=shop.test,addr=10.0.0.21:3017,sign=SHA256:/etc/keys/shop.pem\n"
+                    "subscribe2 = key=broken.test\n")
+    local, router = subscriptions(str(path))
+    assert local == {"server": "127.0.0.1:2727", "key": "shop.test", "sign": "SHA256:/etc/keys/shop.pem",
+                     "sign_digest": "SHA256", "sign_key": "/etc/keys/shop.pem"}
+    assert router["addr"] == "10.0.0.21:3017"
