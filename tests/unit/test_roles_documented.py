@@ -19,12 +19,23 @@ def load(role, *path):
         return yaml.safe_load(handle) or {}
 
 
+def role_options(spec):
+    """The options of a role: those of ``main``, or of every entry point of an internal role (no ``main``)."""
+    if "main" in spec:
+        assert spec.get("validate", spec["main"]) == spec["main"], "entry points main and validate differ"
+        return spec["main"]["options"]
+    options = {}
+    for entry in spec.values():
+        for name, option in (entry.get("options") or {}).items():
+            assert options.setdefault(name, option) == option, "%s is documented differently by two entry points" % name
+    return options
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_defaults_are_prefixed_and_documented(role):
     defaults = load(role, "defaults", "main.yml")
     spec = load(role, "meta", "argument_specs.yml")["argument_specs"]
-    options = spec["main"]["options"]
-    assert spec.get("validate", spec["main"]) == spec["main"], "entry points main and validate differ"
+    options = role_options(spec)
     for name in defaults:
         assert name.startswith(role + "_"), "%s: %s is not prefixed with the role name" % (role, name)
     # Derived values the other roles read; not set by users.
