@@ -49,6 +49,25 @@ def test_defaults_are_prefixed_and_documented(role):
             assert name in defaults, "%s: %s has a documented default but none in defaults/main.yml" % (role, name)
 
 
+# rolling_reload runs step by step through playbooks/rolling_reload.yml (tasks_from), not by tags.
+@pytest.mark.parametrize("role", [r for r in ROLES if r != "rolling_reload"])
+def test_phases_are_tagged_and_documented(role):
+    """Every phase tasks/main.yml imports carries a tag prefixed with the role, named in the README."""
+    path = os.path.join(ROOT, "roles", role, "tasks", "main.yml")
+    if not os.path.exists(path):  # an internal role: its tasks carry the caller's tags
+        return
+    with open(path) as handle:
+        phases = yaml.safe_load(handle)
+    with open(os.path.join(ROOT, "roles", role, "README.md")) as handle:
+        readme = handle.read()
+    for phase in phases:
+        assert "ansible.builtin.import_tasks" in phase, "%s: %s is not imported" % (role, phase["name"])
+        tags = [t for t in phase.get("tags", []) if t.startswith(role + "_")]
+        assert tags, "%s: %s has no %s_* tag" % (role, phase["name"], role)
+        for tag in tags:
+            assert "`%s`" % tag in readme, "%s: README.md does not name the tag %s" % (role, tag)
+
+
 def test_readme_tables_are_current():
     out = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "role_docs.py"), "--check"],
                          capture_output=True, text=True, check=False)
