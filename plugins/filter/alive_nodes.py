@@ -15,29 +15,14 @@ description:
   - The rolling release's cluster guard uses it to require enough nodes on the other boxes before it reloads a box.
 author:
   - graceful.uwsgi maintainers (@graceful-uwsgi)
+extends_documentation_fragment:
+  - graceful.uwsgi.subscription_table
 options:
-  _input:
-    description: A router's stats document (C(stats) of M(graceful.uwsgi.stats_info)).
-    type: dict
-    required: true
   keys:
     description: The subscription keys (domains) to count.
     type: list
     elements: str
     required: true
-  now:
-    description: Epoch seconds the document was read at (C(read_at) of M(graceful.uwsgi.stats_info)).
-    type: float
-    required: true
-  exclude:
-    description: Node names (C(ip:port)) not to count, such as the box about to be reloaded.
-    type: list
-    elements: str
-    default: []
-  tolerance:
-    description: The router's C(subscription-tolerance) in seconds.
-    type: int
-    default: 3
 """
 
 EXAMPLES = r"""

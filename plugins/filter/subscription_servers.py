@@ -9,22 +9,15 @@ name: subscription_servers
 short_description: The subscription servers of the HTTP routers, as ip:port
 version_added: 0.1.0
 description:
-  - Maps a list of HTTP router inventory hosts to the C(ip:port) of their subscription servers, as
+  - Maps a list of HTTP router inventory hosts (O(_input)) to the C(ip:port) of their subscription servers, as
     the fastrouter role's C(fastrouter-resubscribe) lines need them.
   - The address is the host's C(http_router_bind_address), else its gathered default IPv4 address;
     the port is its C(http_router_subscription_port), else O(default_port).
 author:
   - graceful.uwsgi maintainers (@graceful-uwsgi)
+extends_documentation_fragment:
+  - graceful.uwsgi.inventory_hosts
 options:
-  _input:
-    description: Inventory host names of the HTTP routers.
-    type: list
-    elements: str
-    required: true
-  hostvars:
-    description: The C(hostvars) magic variable.
-    type: raw
-    required: true
   default_port:
     description: The port when a host does not set C(http_router_subscription_port).
     type: int

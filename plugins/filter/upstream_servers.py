@@ -16,16 +16,9 @@ description:
     address) and C(fastrouter_port) (else 3017).
 author:
   - graceful.uwsgi maintainers (@graceful-uwsgi)
+extends_documentation_fragment:
+  - graceful.uwsgi.inventory_hosts
 options:
-  _input:
-    description: Inventory host names.
-    type: list
-    elements: str
-    required: true
-  hostvars:
-    description: The C(hostvars) magic variable.
-    type: raw
-    required: true
   mode:
     description: C(proxy) or C(uwsgi).
     type: str
