@@ -18,6 +18,11 @@ options:
     description: A router's or fastrouter's stats document (C(stats) of M(graceful.uwsgi.stats_info)).
     type: dict
     required: true
+  keys:
+    description: The subscription keys (domains); a key missing from the table has no node.
+    type: list
+    elements: str
+    required: true
   now:
     description: Epoch seconds the document was read at (C(read_at) of M(graceful.uwsgi.stats_info)).
     type: float

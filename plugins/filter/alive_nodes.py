@@ -13,16 +13,12 @@ description:
     for each of O(keys) the nodes the router would route to now, C(death_mark == 0) and C(last_check) within
     O(tolerance) seconds of O(now), leaving out the nodes named in O(exclude).
   - The rolling release's cluster guard uses it to require enough nodes on the other boxes before it reloads a box.
+  - The names of those nodes come from P(graceful.uwsgi.live_nodes#filter); both apply the rule of
+    C(plugins/module_utils/subscriptions.py).
 author:
   - graceful.uwsgi maintainers (@graceful-uwsgi)
 extends_documentation_fragment:
   - graceful.uwsgi.subscription_table
-options:
-  keys:
-    description: The subscription keys (domains) to count.
-    type: list
-    elements: str
-    required: true
 """
 
 EXAMPLES = r"""

@@ -44,14 +44,28 @@ def test_upstream_servers_for_both_modes():
         upstream_servers(["a1"], hostvars, "grpc")
 
 
+TABLE = {"subscriptions": [
+    {"key": "shop.test", "nodes": [
+        {"name": "10.0.0.21:3017", "death_mark": 0, "last_check": 100},
+        {"name": "10.0.0.22:3017", "death_mark": 0, "last_check": 99},
+        {"name": "10.0.0.23:3017", "death_mark": 1, "last_check": 100},
+        {"name": "10.0.0.24:3017", "death_mark": 0, "last_check": 90}]},
+    {"key": "other.test", "nodes": [{"name": "10.0.0.22:3017", "death_mark": 0, "last_check": 100}]}]}
+
+
 def test_alive_nodes_counts_fresh_nodes_of_other_boxes():
     from ansible_collections.graceful.uwsgi.plugins.filter.alive_nodes import alive_nodes
-    stats = {"subscriptions": [
-        {"key": "shop.test", "nodes": [
-            {"name": "10.0.0.21:3017", "death_mark": 0, "last_check": 100},
-            {"name": "10.0.0.22:3017", "death_mark": 0, "last_check": 99},
-            {"name": "10.0.0.23:3017", "death_mark": 1, "last_check": 100},
-            {"name": "10.0.0.24:3017", "death_mark": 0, "last_check": 90}]},
-        {"key": "other.test", "nodes": [{"name": "10.0.0.22:3017", "death_mark": 0, "last_check": 100}]}]}
-    assert alive_nodes(stats, ["shop.test", "gone.test"], 101.5, ["10.0.0.21:3017"]) == {"shop.test": 1, "gone.test": 0}
-    assert alive_nodes(stats, ["shop.test"], 101.5) == {"shop.test": 2}
+    assert alive_nodes(TABLE, ["shop.test", "gone.test"], 101.5, ["10.0.0.21:3017"]) == {"shop.test": 1, "gone.test": 0}
+    assert alive_nodes(TABLE, ["shop.test"], 101.5) == {"shop.test": 2}
+
+
+def test_live_nodes_names_the_nodes_alive_nodes_counts():
+    from ansible_collections.graceful.uwsgi.plugins.filter.alive_nodes import alive_nodes
+    from ansible_collections.graceful.uwsgi.plugins.filter.live_nodes import live_nodes
+    assert live_nodes(TABLE, ["shop.test", "gone.test"], 101.5) == {
+        "shop.test": ["10.0.0.21:3017", "10.0.0.22:3017"], "gone.test": []}
+    assert live_nodes(TABLE, ["shop.test"], 101.5, exclude=["10.0.0.21:3017"], tolerance=1) == {"shop.test": []}
+    for tolerance in (1, 2, 3, 12):
+        counts = alive_nodes(TABLE, ["shop.test", "other.test"], 101.5, tolerance=tolerance)
+        names = live_nodes(TABLE, ["shop.test", "other.test"], 101.5, tolerance=tolerance)
+        assert counts == {key: len(value) for key, value in names.items()}
