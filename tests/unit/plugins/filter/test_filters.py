@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.graceful.uwsgi.plugins.filter.subscription_servers import subscription_servers
+from ansible_collections.graceful.uwsgi.plugins.filter.inventory_hosts import subscription_servers
 from ansible_collections.graceful.uwsgi.plugins.filter.vassal_names import vassal_names
 
 
@@ -33,7 +33,7 @@ def test_vassal_names():
 
 
 def test_upstream_servers_for_both_modes():
-    from ansible_collections.graceful.uwsgi.plugins.filter.upstream_servers import upstream_servers
+    from ansible_collections.graceful.uwsgi.plugins.filter.inventory_hosts import upstream_servers
     hostvars = {
         "r1": {"http_router_bind_address": "10.0.0.11", "http_router_http_port": 8080},
         "a1": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.21"}}},
@@ -54,14 +54,14 @@ TABLE = {"subscriptions": [
 
 
 def test_alive_nodes_counts_fresh_nodes_of_other_boxes():
-    from ansible_collections.graceful.uwsgi.plugins.filter.alive_nodes import alive_nodes
+    from ansible_collections.graceful.uwsgi.plugins.filter.subscription_table import alive_nodes
     assert alive_nodes(TABLE, ["shop.test", "gone.test"], 101.5, ["10.0.0.21:3017"]) == {"shop.test": 1, "gone.test": 0}
     assert alive_nodes(TABLE, ["shop.test"], 101.5) == {"shop.test": 2}
 
 
 def test_live_nodes_names_the_nodes_alive_nodes_counts():
-    from ansible_collections.graceful.uwsgi.plugins.filter.alive_nodes import alive_nodes
-    from ansible_collections.graceful.uwsgi.plugins.filter.live_nodes import live_nodes
+    from ansible_collections.graceful.uwsgi.plugins.filter.subscription_table import alive_nodes
+    from ansible_collections.graceful.uwsgi.plugins.filter.subscription_table import live_nodes
     assert live_nodes(TABLE, ["shop.test", "gone.test"], 101.5) == {
         "shop.test": ["10.0.0.21:3017", "10.0.0.22:3017"], "gone.test": []}
     assert live_nodes(TABLE, ["shop.test"], 101.5, exclude=["10.0.0.21:3017"], tolerance=1) == {"shop.test": []}
