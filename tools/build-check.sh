@@ -48,10 +48,15 @@ for dir in "$installed"/plugins/*/; do
     modules) type=module ;;
     *) type=${kind%s} ;;
   esac
-  for file in "$dir"*.py; do
+  # A plugin is documented in its own .py file, or (a filter file that holds
+  # several filters) in a <name>.yml next to it, as ansible-core's own are.
+  for file in "$dir"*.py "$dir"*.yml; do
     [ -e "$file" ] || continue
-    name=$(basename "$file" .py)
+    name=$(basename "${file%.*}")
     [ "$name" != __init__ ] || continue
+    case "$file" in
+      *.py) [ -e "$dir$name.yml" ] || grep -q '^DOCUMENTATION = ' "$file" || continue ;;
+    esac
     # ansible-doc exits 0 with a warning for a name it cannot find: check its JSON.
     if ansible-doc --json -t "$type" "graceful.uwsgi.$name" 2>"$DEST/doc.err" \
         | python3 -c 'import json, sys; sys.exit(sys.argv[1] not in json.load(sys.stdin))' "graceful.uwsgi.$name"; then

@@ -6,7 +6,9 @@
 
 The table sits between ``<!-- BEGIN VARIABLES -->`` and
 ``<!-- END VARIABLES -->``; everything else in the README is hand-written.
-Suboptions (the fields of ``emperor_apps``) get a table of their own.
+Suboptions (the fields of ``emperor_apps``) get a table of their own.  An
+internal role with no ``main`` entry point (``corerouter``) gets a table per
+entry point (``tasks_from``).
 """
 
 from __future__ import annotations
@@ -68,9 +70,16 @@ def table(options: Dict[str, Any], prefix: str = "") -> List[str]:
 
 def render(role_dir: str) -> str:
     with open(os.path.join(role_dir, "meta", "argument_specs.yml")) as handle:
-        spec = yaml.safe_load(handle)["argument_specs"]["main"]
-    return "\n".join([BEGIN, "<!-- Generated from meta/argument_specs.yml by tools/role_docs.py. -->", ""]
-                     + table(spec["options"]) + ["", END])
+        specs = yaml.safe_load(handle)["argument_specs"]
+    lines = [BEGIN, "<!-- Generated from meta/argument_specs.yml by tools/role_docs.py. -->", ""]
+    if "main" in specs:
+        lines += table(specs["main"]["options"])
+    else:
+        for entry, spec in specs.items():
+            lines += ["### `tasks_from: %s`" % entry, "", plain(spec.get("short_description")), ""]
+            lines += table(spec.get("options") or {}) + [""]
+        lines.pop()
+    return "\n".join(lines + ["", END])
 
 
 def main() -> int:

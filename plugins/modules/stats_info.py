@@ -44,14 +44,7 @@ notes:
     service's group; read it as root (C(become)) or as a member of that group.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: N/A
-    details: The module reads only.
-  platform:
-    platforms: posix
+  - graceful.uwsgi.attributes.info_module
 seealso:
   - module: graceful.uwsgi.vassal_reload
 """

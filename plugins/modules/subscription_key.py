@@ -31,13 +31,7 @@ options:
     default: 2048
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+  - graceful.uwsgi.attributes
 requirements:
   - cryptography
 """

@@ -200,19 +200,18 @@ notes:
     belong to the service user.
 seealso:
   - module: graceful.uwsgi.stats_info
+  - name: How a reload keeps every request
+    description: The design of the drain, reload and re-admission, and the uWSGI behaviour it rests on (C(docs/reload-design.md)).
+    link: https://github.com/graceful-uwsgi/graceful.uwsgi/blob/main/docs/reload-design.md
   - name: The Art of Graceful Reloading
     description: The uWSGI documentation on reloading behind a subscription system.
     link: https://uwsgi-docs.readthedocs.io/en/latest/articles/TheArtOfGracefulReloading.html
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - graceful.uwsgi.attributes
 attributes:
   check_mode:
-    support: full
     details: Returns the plan (changes, order, wave size, counts) and touches nothing.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 """
 
 EXAMPLES = r"""

@@ -21,6 +21,16 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The collection's own stats client and freshness rule, from the working tree
+# (.cache/collections/ansible_collections/graceful/uwsgi -> ROOT, made by
+# `make collection-link` and tests/conftest.py).
+COLLECTIONS = os.path.join(ROOT, ".cache", "collections")
+if COLLECTIONS not in sys.path:
+    sys.path.insert(0, COLLECTIONS)
+
+from ansible_collections.graceful.uwsgi.plugins.module_utils.stats import StatsError, read_stats  # noqa: E402
+from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import live_nodes  # noqa: E402
+
 RENDER_PLAYBOOK = os.path.join(ROOT, "tests", "support", "render_vassals.yml")
 UWSGI = os.environ.get("GRACEFUL_UWSGI_BINARY", "uwsgi")
 PYTHON_PLUGIN = os.environ.get("GRACEFUL_UWSGI_PYTHON_PLUGIN", "python3")
@@ -61,20 +71,6 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     port = sock.getsockname()[1]
     sock.close()
     return port
-
-
-def read_stats(path: str) -> dict:
-    sock = socket.socket(socket.AF_UNIX)
-    sock.settimeout(5)
-    sock.connect(path)
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    sock.close()
-    return json.loads(data.decode("utf-8", "replace"))
 
 
 def ansible_env() -> Dict[str, str]:
@@ -278,17 +274,13 @@ class LoopbackBox:
         return next(v for v in self.emperor()["vassals"] if v["id"] == name + ".ini")
 
     def active(self) -> List[str]:
-        """Vassals accepting with a fresh fastrouter node: the definition, computed here on its own."""
+        """Vassals accepting with a node the fastrouter routes to (module_utils/subscriptions.py decides)."""
         try:
             emperor, fastrouter = self.emperor(), self.fastrouter()
-        except (OSError, ValueError):
+        except StatsError:
             return []
-        now = int(time.time())
-        fresh = set()
-        for slot in fastrouter.get("subscriptions", []):
-            for node in slot["nodes"]:
-                if not node["death_mark"] and now - node["last_check"] <= TOLERANCE:
-                    fresh.add(os.path.basename(node["name"])[:-len(".sock")])
+        fresh = {os.path.basename(name)[:-len(".sock")]
+                 for names in live_nodes(fastrouter, time.time(), TOLERANCE).values() for name in names}
         return sorted(v["id"][:-4] for v in emperor["vassals"] if v["accepting"] and v["id"][:-4] in fresh)
 
     def wait_vassals_in_fastrouter(self, count: int, timeout: float) -> None:

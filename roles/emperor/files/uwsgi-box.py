@@ -32,6 +32,12 @@ import sys
 import time
 
 
+# This file runs on an app box as the emperor unit's ExecStop and
+# ExecStartPost, where the graceful.uwsgi collection is not installed: it
+# keeps its own small stats reader (the collection's is read_stats in
+# plugins/module_utils/stats.py) and its own copy of the freshness rule,
+# fresh() below (the canonical one is is_fresh in
+# plugins/module_utils/subscriptions.py; keep the two the same).
 def read_stats(path, timeout=2.0):
     sock = socket.socket(socket.AF_UNIX)
     sock.settimeout(timeout)
@@ -60,7 +66,8 @@ def vassal_nodes(stats, run_dir):
 
 
 def fresh(node, now, seconds):
-    return not node.get("death_mark") and now - node.get("last_check", 0) <= seconds
+    """Would the fastrouter route to this node now? A copy of is_fresh (see read_stats)."""
+    return not node.get("death_mark") and int(now) - int(node.get("last_check") or 0) <= int(seconds)
 
 
 def say(message):

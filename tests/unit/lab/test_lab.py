@@ -1,6 +1,7 @@
 """Unit tests of the lab CLI's pure parts: topology, inventory, podman probe, image keys."""
 
 import importlib.util
+import ipaddress
 import os
 import subprocess
 import sys
@@ -53,20 +54,27 @@ def test_inventory_groups_hosts_reached_over_ssh_with_the_lab_key():
 
 
 def test_molecule_platforms_match_the_lab_topology():
-    """.config/molecule/config.yml repeats the addresses lab.py gives on the Molecule subnet."""
+    """.config/molecule/config.yml repeats the addresses lab.py gives on the Molecule subnet.
+
+    Besides the lab's two routers and two app boxes: app3, the spare box of
+    the default scenario's scale-out (lab.py's third app box, in no tier),
+    and edge1, the nginx edge, at .31.
+    """
     with open(os.path.join(ROOT, ".config", "molecule", "config.yml"), encoding="utf-8") as handle:
         config = yaml.safe_load(handle)
-    expected = {h.name: h for h in lab.topology(2, 2, lab.MOLECULE_SUBNET)}
+    expected = {h.name: (h.ip, h.group) for h in lab.topology(2, 3, lab.MOLECULE_SUBNET)}
+    expected["app3"] = (expected["app3"][0], "lab_spare_app_hosts")
+    expected["edge1"] = (str(ipaddress.ip_network(lab.MOLECULE_SUBNET).network_address + 31), "uwsgi_edges")
     platforms = {p["name"]: p for p in config["platforms"]}
     assert set(platforms) == set(expected)
     for name, platform in platforms.items():
-        host = expected[name]
-        assert platform["groups"] == [host.group]
+        ip, group = expected[name]
+        assert platform["groups"] == [group]
         assert f"--network={lab.MOLECULE_NETWORK}" in platform["extra_opts"]
-        assert f"--ip={host.ip}" in platform["extra_opts"]
+        assert f"--ip={ip}" in platform["extra_opts"]
         assert f"--label={lab.LABEL}={lab.MOLECULE_LABEL_VALUE}" in platform["extra_opts"]
         host_vars = config["provisioner"]["inventory"]["host_vars"][name]
-        assert host_vars == {"lab_ip": host.ip, "ansible_host": host.ip, "lab_container": name}
+        assert host_vars == {"lab_ip": ip, "ansible_host": ip, "lab_container": name}
         assert platform["volumes"] == ["${GRACEFUL_LAB_SSH_KEY}.pub:/root/.ssh/authorized_keys:ro"]
     connection = config["provisioner"]["connection_options"]
     inventory_vars = yaml.safe_load(lab.render_inventory([], "net", lab.MOLECULE_SUBNET, "${GRACEFUL_LAB_SSH_KEY}"))

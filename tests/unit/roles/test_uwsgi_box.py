@@ -146,3 +146,14 @@ def test_wait_names_the_vassals_that_never_announce(box, capsys):
     server.doc = {"subscriptions": [{"key": "hello.test", "nodes": [node(run, "hello_01", time.time() + 60)]}]}
     assert helper.main(args(run, server, "--timeout", "0.5", "wait", "--vassals-dir", str(vassals))) == 0
     assert "not announcing: broken_01" in capsys.readouterr().out
+
+
+def test_its_freshness_copy_is_the_collections_rule():
+    """uwsgi-box.py keeps a copy of is_fresh (it runs where the collection is not installed): the same answers."""
+    from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import node_is_fresh
+    for tolerance in (2, 3, 4):
+        for age in (0, 0.5, 1.9, 2, 2.5, 3, 3.2, 4, 4.99, 5, 17):
+            for death_mark in (0, 1):
+                for now in (1000.0, 1000.4, 1000.99):
+                    node = {"last_check": int(now - age), "death_mark": death_mark}
+                    assert helper.fresh(node, now, tolerance) == node_is_fresh(node, now, tolerance), (node, now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.graceful.uwsgi.plugins.filter.subscription_servers import subscription_servers
+from ansible_collections.graceful.uwsgi.plugins.filter.inventory_hosts import subscription_servers
 from ansible_collections.graceful.uwsgi.plugins.filter.vassal_names import vassal_names
 
 
@@ -33,7 +33,7 @@ def test_vassal_names():
 
 
 def test_upstream_servers_for_both_modes():
-    from ansible_collections.graceful.uwsgi.plugins.filter.upstream_servers import upstream_servers
+    from ansible_collections.graceful.uwsgi.plugins.filter.inventory_hosts import upstream_servers
     hostvars = {
         "r1": {"http_router_bind_address": "10.0.0.11", "http_router_http_port": 8080},
         "a1": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.21"}}},
@@ -44,17 +44,31 @@ def test_upstream_servers_for_both_modes():
         upstream_servers(["a1"], hostvars, "grpc")
 
 
+TABLE = {"subscriptions": [
+    {"key": "shop.test", "nodes": [
+        {"name": "10.0.0.21:3017", "death_mark": 0, "last_check": 100},
+        {"name": "10.0.0.22:3017", "death_mark": 0, "last_check": 99},
+        {"name": "10.0.0.23:3017", "death_mark": 1, "last_check": 100},
+        {"name": "10.0.0.24:3017", "death_mark": 0, "last_check": 90}]},
+    {"key": "other.test", "nodes": [{"name": "10.0.0.22:3017", "death_mark": 0, "last_check": 100}]}]}
+
+
 def test_alive_nodes_counts_fresh_nodes_of_other_boxes():
-    from ansible_collections.graceful.uwsgi.plugins.filter.alive_nodes import alive_nodes
-    stats = {"subscriptions": [
-        {"key": "shop.test", "nodes": [
-            {"name": "10.0.0.21:3017", "death_mark": 0, "last_check": 100},
-            {"name": "10.0.0.22:3017", "death_mark": 0, "last_check": 99},
-            {"name": "10.0.0.23:3017", "death_mark": 1, "last_check": 100},
-            {"name": "10.0.0.24:3017", "death_mark": 0, "last_check": 90}]},
-        {"key": "other.test", "nodes": [{"name": "10.0.0.22:3017", "death_mark": 0, "last_check": 100}]}]}
-    assert alive_nodes(stats, ["shop.test", "gone.test"], 101.5, ["10.0.0.21:3017"]) == {"shop.test": 1, "gone.test": 0}
-    assert alive_nodes(stats, ["shop.test"], 101.5) == {"shop.test": 2}
+    from ansible_collections.graceful.uwsgi.plugins.filter.subscription_table import alive_nodes
+    assert alive_nodes(TABLE, ["shop.test", "gone.test"], 101.5, ["10.0.0.21:3017"]) == {"shop.test": 1, "gone.test": 0}
+    assert alive_nodes(TABLE, ["shop.test"], 101.5) == {"shop.test": 2}
+
+
+def test_live_nodes_names_the_nodes_alive_nodes_counts():
+    from ansible_collections.graceful.uwsgi.plugins.filter.subscription_table import alive_nodes
+    from ansible_collections.graceful.uwsgi.plugins.filter.subscription_table import live_nodes
+    assert live_nodes(TABLE, ["shop.test", "gone.test"], 101.5) == {
+        "shop.test": ["10.0.0.21:3017", "10.0.0.22:3017"], "gone.test": []}
+    assert live_nodes(TABLE, ["shop.test"], 101.5, exclude=["10.0.0.21:3017"], tolerance=1) == {"shop.test": []}
+    for tolerance in (1, 2, 3, 12):
+        counts = alive_nodes(TABLE, ["shop.test", "other.test"], 101.5, tolerance=tolerance)
+        names = live_nodes(TABLE, ["shop.test", "other.test"], 101.5, tolerance=tolerance)
+        assert counts == {key: len(value) for key, value in names.items()}
 
 
 def router_table(now, **nodes):
@@ -65,7 +79,7 @@ def router_table(now, **nodes):
 
 
 def test_alive_nodes_uses_the_freshness_rule():
-    from ansible_collections.graceful.uwsgi.plugins.filter.alive_nodes import alive_nodes
+    from ansible_collections.graceful.uwsgi.plugins.filter.subscription_table import alive_nodes
     now = 1000
     stats = router_table(now, **{"a.test": [("n1", 3), ("n2", 4)]})
     assert alive_nodes(stats, ["a.test", "b.test"], now, tolerance=3) == {"a.test": 1, "b.test": 0}
@@ -73,7 +87,7 @@ def test_alive_nodes_uses_the_freshness_rule():
 
 
 def test_cluster_guard_says_which_router_and_domain_are_short():
-    from ansible_collections.graceful.uwsgi.plugins.filter.cluster_guard import cluster_guard
+    from ansible_collections.graceful.uwsgi.plugins.filter.subscription_table import cluster_guard
     now = 1000
     results = [
         {"item": "router1", "read_at": now, "stats": router_table(now, **{
