@@ -265,7 +265,7 @@ class EmperorHost(Actions):
             doc = stats_client.read_stats(address, min(self.stats_timeout, 1.0))
         except (OSError, stats_client.StatsError):
             return []
-        return sorted(int(w.get("pid") or 0) for w in doc.get("workers") or [] if w.get("pid"))
+        return sorted(int(w["pid"]) for w in doc.get("workers") or [] if w.get("pid") and w.get("accepting", 1))
 
     # -- helpers -------------------------------------------------------------
     @staticmethod

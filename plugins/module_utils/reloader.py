@@ -105,6 +105,7 @@ class Actions:
         return []
 
     def worker_pids(self, name: str) -> List[int]:  # pragma: no cover - interface
+        """Pids of the vassal's workers that accept requests ([] when its stats cannot say)."""
         return []
 
 
@@ -439,22 +440,26 @@ class Reloader:
             self._fail(flight, now, "it died while reloading and the emperor respawned it (master pid %d -> %d): "
                                     "the new code or config does not start" % (before.pid, vassal.pid))
             return
-        if flight.reload_seen and vassal.accepting and vassal.last_accepting >= int(flight.touched_wall) \
-                and self._new_workers(flight):
+        if flight.reload_seen and self._accepting_again(flight, vassal):
             self._enter(flight, Phase.READMITTING, now)
             self._readmitting(flight, vassal, snap, now)
             return
         self._check_timeout(flight, now, "the emperor did not pick up the change" if not flight.reload_seen
                             else "no worker is accepting")
 
-    def _new_workers(self, flight: Flight) -> bool:
-        """After a FIFO reload the emperor's ``accepting`` never drops: the
-        vassal's own stats show new worker pids once it is back (when it has
-        a stats socket)."""
-        if not flight.via_fifo or not flight.workers_before:
-            return True
-        pids = self.actions.worker_pids(flight.name)
-        return bool(pids) and not set(pids) & set(flight.workers_before)
+    def _accepting_again(self, flight: Flight, vassal: VassalStatus) -> bool:
+        """Has a worker of the reloaded vassal accepted since the reload?
+
+        The vassal's own stats say it at once: a new worker pid that accepts.
+        The emperor's ``last_accepting`` is the fallback for a vassal without
+        a stats socket: it lags up to a second (the vassal tells its emperor
+        once per master cycle), and after a reload through the master FIFO
+        the emperor's ``accepting`` never drops.
+        """
+        if flight.workers_before:
+            pids = self.actions.worker_pids(flight.name)
+            return bool(pids) and not set(pids) & set(flight.workers_before)
+        return vassal.accepting and vassal.last_accepting >= int(flight.touched_wall)
 
     def _readmitting(self, flight: Flight, vassal: Optional[VassalStatus], snap: Snapshot, now: float) -> None:
         if vassal is None:

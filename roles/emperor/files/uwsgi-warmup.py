@@ -1,14 +1,20 @@
-"""Warm a vassal up, then let it subscribe.
+"""Warm a vassal up, then let it subscribe, at once.
 
-Run by the vassal's ``hook-accepting1-once`` in the background: sends a
-request in the uwsgi protocol to the vassal's own socket (retrying until
-``--timeout``), and when the answer's status is below 500 writes ``S`` to
-the vassal's master FIFO, which unblocks its subscriptions (the vassal
-starts unsubscribed).  On a 5xx or no answer the vassal never subscribes,
-so it receives no traffic and ``vassal_reload`` stops the rollout.
+Run by the vassal's ``hook-accepting1-once`` in the background.  With
+``--path``, sends a request in the uwsgi protocol to the vassal's own socket
+(retrying until ``--timeout``); on a 5xx or no answer the vassal never
+subscribes, so it receives no traffic and ``vassal_reload`` stops the
+rollout (and puts its previous release back).  Then it writes ``S`` to the
+vassal's master FIFO, which unblocks its subscriptions (the vassal starts
+unsubscribed), and, with ``--announce-to``, sends the box fastrouter the
+vassal's subscriptions itself (signed as the vassal signs them): the vassal
+announces only at its master's next once-a-second cycle, and this saves
+that wait on every reload.  ``subscription_packets.py`` (the collection's
+``plugins/module_utils/subscription_packets.py``) is installed next to it.
 """
 
 import argparse
+import os
 import socket
 import struct
 import sys
@@ -54,14 +60,29 @@ def request(sock_path, host, path, timeout):
         conn.close()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--socket", required=True)
-    parser.add_argument("--fifo", required=True)
-    parser.add_argument("--host", required=True)
-    parser.add_argument("--path", default="/")
-    parser.add_argument("--timeout", type=float, default=30.0)
-    args = parser.parse_args()
+def announce(args):
+    """The vassal's own subscriptions to its box fastrouter, sent now."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    # Installed next to this file on a box; in the collection's own tree for its tests.
+    sys.path[:0] = [here, os.path.join(here, "..", "..", "..", "plugins", "module_utils")]
+    import subscription_packets  # pylint: disable=import-outside-toplevel
+
+    sent = 0
+    for sign in args.sign or [None]:
+        digest, key_file = sign.split(":", 1) if sign else ("SHA256", None)
+        for key in args.key:
+            try:
+                packet = subscription_packets.build(key, args.socket, sign_with=key_file, digest=digest)
+                subscription_packets.send(packet, args.announce_to)
+                sent += 1
+            except (OSError, subscription_packets.SigningError) as exc:
+                print("graceful-uwsgi-warmup: announcing %s: %s (the vassal announces itself within a second)"
+                      % (key, exc), flush=True)
+    return sent
+
+
+def warm_up(args):
+    """0 when the warm-up request passed (below 500), else the status (or -1)."""
     deadline = time.monotonic() + args.timeout
     status, error = 0, ""
     while time.monotonic() < deadline:
@@ -75,10 +96,28 @@ def main():
     if not status or status >= 500:
         print("graceful-uwsgi-warmup: %s %s answered %s%s: not subscribing" % (
             args.host, args.path, status or "nothing", " (%s)" % error if error else ""), flush=True)
+        return status or -1
+    print("graceful-uwsgi-warmup: %s %s answered %d: subscribing" % (args.host, args.path, status), flush=True)
+    return 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--socket", required=True, help="the vassal's socket (its node in the fastrouter)")
+    parser.add_argument("--fifo", required=True, help="the vassal's master FIFO")
+    parser.add_argument("--host", help="Host of the warm-up request")
+    parser.add_argument("--path", help="path of the warm-up request; none: no warm-up")
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--announce-to", help="the box fastrouter's subscription server (ip:port)")
+    parser.add_argument("--key", action="append", default=[], help="a subscription key of the vassal (repeat)")
+    parser.add_argument("--sign", action="append", help="DIGEST:private-key.pem the vassal signs with (repeat)")
+    args = parser.parse_args()
+    if args.path and warm_up(args):
         return 1
     with open(args.fifo, "w") as fifo:
         fifo.write("S")
-    print("graceful-uwsgi-warmup: %s %s answered %d: subscribing" % (args.host, args.path, status), flush=True)
+    if args.announce_to and args.key:
+        announce(args)
     return 0
 
 
