@@ -41,7 +41,7 @@ class ReloadParams:
     # Seconds a drain may take; then the vassal is reloaded anyway (its requests
     # in flight finish during uWSGI's graceful reload).
     drain_timeout: float = 8.0
-    check_interval: float = 0.1
+    check_interval: float = 0.05
     subscription_tolerance: int = 3
     force: bool = False
     drain: bool = True

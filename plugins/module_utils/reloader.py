@@ -157,6 +157,7 @@ class Flight:
     restored_wall: float = 0.0
     # The wall time of the latest snapshot it was stepped with.
     seen_wall: float = 0.0
+    accepting_at: Optional[float] = None
     back_at: Optional[float] = None
     error: Optional[str] = None
     restored: Optional[bool] = None
@@ -441,6 +442,7 @@ class Reloader:
                                     "the new code or config does not start" % (before.pid, vassal.pid))
             return
         if flight.reload_seen and self._accepting_again(flight, vassal):
+            flight.accepting_at = now
             self._enter(flight, Phase.READMITTING, now)
             self._readmitting(flight, vassal, snap, now)
             return
@@ -655,6 +657,10 @@ class Reloader:
                 "seconds": round(seconds, 3),
                 "drain_seconds": round((flight.drained_at or flight.started) - flight.started, 3),
                 "reload_seconds": round((flight.back_at or flight.started) - (flight.touched_at or flight.started), 3),
+                "restart_seconds": round((flight.accepting_at or flight.back_at or flight.started)
+                                         - (flight.touched_at or flight.started), 3),
+                "readmit_seconds": round((flight.back_at or flight.started)
+                                         - (flight.accepting_at or flight.back_at or flight.started), 3),
             })
         for flight in self.failed:
             tail = self.actions.log_tail(flight.name)

@@ -119,7 +119,7 @@ options:
     description:
       - Seconds between two polls of the stats sockets (at most 10).
     type: float
-    default: 0.1
+    default: 0.05
   subscription_tolerance:
     description:
       - The fastrouter's C(subscription-tolerance) in seconds (the emperor role's default is 3).
@@ -319,6 +319,12 @@ reloaded:
     reload_seconds:
       description: Seconds from the reload (or start) until it was back.
       type: float
+    restart_seconds:
+      description: Seconds from the reload until a new worker accepted (the app's own restart).
+      type: float
+    readmit_seconds:
+      description: Seconds from then until the box fastrouter had a fresh node for every key (re-admission).
+      type: float
 failed_vassals:
   description:
     - The vassals that did not come back, with why (C(error)), whether their previous file was put back and
@@ -463,7 +469,7 @@ def main():
             keys=dict(type="list", elements="str", default=[], no_log=False),
             timeout=dict(type="float", default=60),
             drain_timeout=dict(type="float"),
-            check_interval=dict(type="float", default=0.1),
+            check_interval=dict(type="float", default=0.05),
             subscription_tolerance=dict(type="int", default=3),
             drain=dict(type="bool", default=True),
             drain_by_unsubscribe=dict(type="bool", default=False),

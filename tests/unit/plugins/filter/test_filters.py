@@ -109,3 +109,33 @@ def test_cluster_guard_says_which_router_and_domain_are_short():
     assert cluster_guard(results[:1], ["10.0.0.21:3017", "10.0.0.22:3017"], ["hello.test", "api.test"], 1) == [
         "router1 has 0 live node(s) for api.test on the other boxes, fewer than 1",
         "router1 has 0 live node(s) for hello.test on the other boxes, fewer than 1"]
+
+
+@pytest.mark.parametrize("boxes,canary,budget,minimum,expected", [
+    (100, 1, "25%", "50%", [1, 50]),
+    (4, 1, "25%", "50%", [1, 2]),
+    (4, 1, "50%", "50%", [1, 4]),
+    (2, 1, "25%", "50%", [1, 1]),
+    (10, 0, "25%", "50%", [5]),
+    (10, 2, "10%", "2", [2, 1]),       # an integer minimum: a box counts as entirely out
+    (10, 1, 0.3, "75%", [1, 12]),
+])
+def test_release_batches(boxes, canary, budget, minimum, expected):
+    from ansible_collections.graceful.uwsgi.plugins.filter.release_batches import release_batches
+    assert release_batches(boxes, canary, budget, minimum) == expected
+
+
+def test_release_batches_serial_and_bad_input():
+    from ansible_collections.graceful.uwsgi.plugins.filter.release_batches import release_batches
+    assert release_batches(10, serial=3) == [3]
+    for kwargs, message in (({"max_unavailable": "0%"}, "must be more than 0%"),
+                            ({"max_unavailable": "lots"}, "is not a percentage"),
+                            ({"canary": -1}, "must be 0 .no canary. or more"),
+                            ({"serial": 0}, "must be at least 1")):
+        with pytest.raises(AnsibleFilterError, match=message):
+            release_batches(10, **kwargs)
+
+
+def test_rounds_of_a_fleet_do_not_grow_with_its_size():
+    from ansible_collections.graceful.uwsgi.plugins.module_utils.fleet import batches, rounds
+    assert [rounds(n, batches(n)) for n in (2, 10, 100, 1000)] == [2, 3, 3, 3]
