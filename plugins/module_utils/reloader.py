@@ -146,6 +146,9 @@ class Flight:
     phase_since: float = 0.0
     blocked_wall: float = 0.0
     reblocked: int = 0
+    # Signed unsubscribes sent (the fast drain), and when the last one went.
+    unsubscribes: int = 0
+    unsubscribed_at: float = 0.0
     drained_at: Optional[float] = None
     touched_at: Optional[float] = None
     touched_wall: float = 0.0
@@ -366,6 +369,8 @@ class Reloader:
             return
         nodes = [(n.key, n.name) for n in vassal.nodes if n.fresh(snap.wall, self.tolerance)]
         if self.actions.unsubscribe(flight.name, nodes):
+            flight.unsubscribes += 1
+            flight.unsubscribed_at = self.clock.monotonic()
             self.log("unsubscribe %s from the box fastrouter" % flight.name)
 
     def _drained(self, flight: Flight, now: float) -> None:
@@ -399,6 +404,15 @@ class Reloader:
         if vassal is None or self._no_traffic(vassal, snap) or now - flight.started >= self.params.drain_timeout:
             self._drained(flight, now)
             return
+        announced = [n for n in vassal.nodes if n.last_check >= int(flight.blocked_wall) and not n.death_mark
+                     and n.fresh(snap.wall, self.tolerance)]
+        if flight.unsubscribes and announced and flight.unsubscribes < 4 and now - flight.unsubscribed_at >= 0.2:
+            # An announce its master had under way when it read the block came
+            # after the unsubscribe and put the node back: take it out again.
+            if self.actions.unsubscribe(flight.name, [(n.key, n.name) for n in announced]):
+                flight.unsubscribes += 1
+                flight.unsubscribed_at = now
+                self.log("unsubscribe %s again (an announce crossed the block)" % flight.name)
         if flight.reblocked < 2 and any(n.last_check >= int(flight.blocked_wall) + 2 and not n.death_mark
                                         for n in vassal.nodes):
             # It still announces: the toggle found it blocked (an 'S' written

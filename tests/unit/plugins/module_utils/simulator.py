@@ -99,6 +99,9 @@ class SimBox(Actions):
         # fastrouter takes signed unsubscribes (the fast drain).
         self.fifo = fifo
         self.signed = signed
+        # Seconds before a master acts on an 'S' (it may announce once more).
+        self.block_lag = 0.0
+        self.pending_blocks: List[tuple] = []
         self.tolerance = tolerance
         self.emperor_freq = emperor_freq
         self.releases: Dict[str, Release] = {"v1": Release(list(keys), reload_time)}
@@ -139,6 +142,9 @@ class SimBox(Actions):
     def tick(self) -> None:
         t = self.clock.monotonic()
         wall = int(self.clock.wall())
+        for due, name in [p for p in self.pending_blocks if p[0] <= t]:
+            self.pending_blocks.remove((due, name))
+            self.vassals[name].blocked = not self.vassals[name].blocked
         for v in self.vassals.values():
             if v.gone:
                 continue
@@ -260,6 +266,9 @@ class SimBox(Actions):
     # -- Actions ----------------------------------------------------------
     def block_subscriptions(self, name: str) -> None:
         self.actions.append(("block", name, self.clock.monotonic()))
+        if self.block_lag:
+            self.pending_blocks.append((self.clock.monotonic() + self.block_lag, name))
+            return
         v = self.vassals[name]
         v.blocked = not v.blocked
 

@@ -547,3 +547,16 @@ def test_last_vassal_of_a_key_on_the_box_drains_the_slow_way():
     unused_plan, result, unused_seen = run(box, clock, "0", keys=("a.test", "b.test"), drain_by_unsubscribe=True)
     assert [r["name"] for r in result.reloaded] == ["web01"] and result.reloaded[0]["drain_seconds"] >= 4.0
     assert any("the slow way" in e for e in result.events)
+
+
+def test_an_announce_that_crosses_the_block_is_unsubscribed_again():
+    """The master may send one more announce before it reads the 'S': the node comes back and goes again."""
+    clock = FakeClock()
+    box = SimBox(clock, n=4, fifo=True, signed=True)
+    box.block_lag = 1.5  # an announce falls between the unsubscribe and the block
+    box.release("v2")
+    box.stage("v2")
+    unused_plan, result, seen = run(box, clock, "2", drain_by_unsubscribe=True)
+    assert not result.failed and min(seen) >= 2
+    assert any("again (an announce crossed the block)" in e for e in result.events)
+    assert max(r["drain_seconds"] for r in result.reloaded) < 3.0  # not the tolerance
