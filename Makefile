@@ -22,7 +22,7 @@ LAB_ENV := set -a; [ ! -f lab/state/podman.env ] || . lab/state/podman.env; set 
 
 .PHONY: help deps venv collection-link setup demo test lint sanity build-check \
 	unit integration molecule lab-image lab-up lab-down lab-status changelog clean \
-	bench-reload bench-release bench-router
+	bench-reload bench-release bench-fleet bench-router
 
 help:
 	@echo "make demo         install what is missing, build the lab (2 routers, 2 app boxes), show it"
@@ -34,8 +34,9 @@ help:
 	@echo "  make molecule     molecule test, every scenario under molecule/"
 	@echo "make build-check  build the tarball, install it, resolve graceful.uwsgi.* from it"
 	@echo "make lab-up | lab-down | lab-status | lab-image    the lab outside Molecule (LAB_APPS=3 for a third app box)"
-	@echo "make bench-reload   vassal_reload on loopback: V = 4, 8, 16 vassals, elapsed vs lower bound"
-	@echo "make bench-release  a rolling release on the lab (after make demo), under load"
+	@echo "make bench-reload   vassal_reload on loopback: the app's restart, V = 4, 8, 16 vassals against the physical bound"
+	@echo "make bench-release  a rolling release on the lab (after make demo; LAB_APPS=4 for four boxes): one box, then the fleet"
+	@echo "make bench-fleet    the batches of a release of 2, 10 and 100 simulated boxes"
 	@echo "make bench-router   requests per second through one HTTP router of the lab (wrk, 10 s)"
 	@echo "make changelog    lint changelog fragments, regenerate CHANGELOG.rst"
 	@echo "make setup        apt packages + .venv + collection symlink (done by the targets above)"
@@ -105,7 +106,10 @@ bench-reload: deps venv collection-link
 	$(VENV)/bin/python benchmarks/reload_bench.py
 
 bench-release: venv collection-link
-	@$(LAB_ENV) $(VENV)/bin/python benchmarks/release_bench.py --inventory $(INVENTORY)
+	@$(LAB_ENV) $(VENV)/bin/python benchmarks/release_bench.py --inventory $(INVENTORY) $(BENCH_ARGS)
+
+bench-fleet: venv collection-link
+	$(VENV)/bin/python benchmarks/fleet_sim.py
 
 # Keep-alive GET / with a Host header, 2 threads x 16 connections, 10 s.
 bench-router: deps venv
