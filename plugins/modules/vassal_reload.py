@@ -426,6 +426,12 @@ from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_journal impo
 from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_params import ReloadError, ReloadParams
 
 
+PARAMS = ("minimum_active", "timeout", "check_interval", "subscription_tolerance", "force", "drain",
+          "drain_by_unsubscribe", "prune", "allow_empty", "restore", "stats_outage")
+HOST = ("emperor_dir", "emperor_stats_socket", "fastrouter_stats_socket", "staging_dir", "master_fifo", "vassal_log",
+        "stats_timeout")
+
+
 def failure_message(result):
     """One message naming the failed vassals, why, whether they were restored, and what runs now."""
     parts = []
@@ -486,32 +492,13 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    # The options ReloadParams and EmperorHost take as they are.
     params = ReloadParams(
-        minimum_active=p["minimum_active"],
         keys=tuple(p["keys"]),
         patterns=tuple(p["vassals"]) if p["vassals"] is not None else None,
-        timeout=p["timeout"],
         drain_timeout=p["drain_timeout"] if p["drain_timeout"] is not None else p["subscription_tolerance"] + 5.0,
-        check_interval=p["check_interval"],
-        subscription_tolerance=p["subscription_tolerance"],
-        force=p["force"],
-        drain=p["drain"],
-        drain_by_unsubscribe=p["drain_by_unsubscribe"],
-        prune=p["prune"],
-        allow_empty=p["allow_empty"],
-        restore=p["restore"],
-        stats_outage=p["stats_outage"],
-    )
-    host = EmperorHost(
-        emperor_dir=p["emperor_dir"],
-        emperor_stats_socket=p["emperor_stats_socket"],
-        fastrouter_stats_socket=p["fastrouter_stats_socket"],
-        vassal_suffix=p["vassal_suffix"],
-        staging_dir=p["staging_dir"],
-        master_fifo=p["master_fifo"],
-        vassal_log=p["vassal_log"],
-        stats_timeout=p["stats_timeout"],
-    )
+        **dict((name, p[name]) for name in PARAMS))
+    host = EmperorHost(vassal_suffix=p["vassal_suffix"], **dict((name, p[name]) for name in HOST))
     lock_path = p["lock_path"] or os.path.join(p["state_dir"], "vassal-reload.lock")
     try:
         for name in ("stats_timeout", "lock_timeout"):

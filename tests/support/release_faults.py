@@ -217,13 +217,19 @@ def when_draining(lab: Lab, box: str, action, timeout: float = 120) -> Optional[
     return time.monotonic()
 
 
+def release_in_background(lab: Lab, version: str) -> Tuple[threading.Thread, Dict[str, object]]:
+    """Start a release of ``version``; its ``out`` and ``seconds`` land in the dict once the thread ends."""
+    result: Dict[str, object] = {}
+    runner = threading.Thread(target=lambda: result.update(zip(("out", "seconds"), release(lab, version))))
+    runner.start()
+    return runner, result
+
+
 def case_sigkill(lab: Lab) -> dict:
     box = lab.boxes[0]
     gen = load(lab)
     time.sleep(2)
-    result: Dict[str, object] = {}
-    runner = threading.Thread(target=lambda: result.update(zip(("out", "seconds"), release(lab, "5kill"))))
-    runner.start()
+    runner, result = release_in_background(lab, "5kill")
 
     def kill() -> None:
         pids = lab.sh(box, "python3 -c \"%s\"" % FIND_MODULE.replace('"', '\\"')).split()
@@ -261,9 +267,7 @@ def case_stats(lab: Lab) -> dict:
     box = lab.boxes[0]
     gen = load(lab)
     time.sleep(2)
-    result: Dict[str, object] = {}
-    runner = threading.Thread(target=lambda: result.update(zip(("out", "seconds"), release(lab, "6stats"))))
-    runner.start()
+    runner, result = release_in_background(lab, "6stats")
     hidden = when_draining(lab, box, lambda: lab.sh(
         box, "mv %s %s.away && sleep 2 && mv %s.away %s" % (EMPEROR_STATS, EMPEROR_STATS, EMPEROR_STATS, EMPEROR_STATS)))
     runner.join(600)

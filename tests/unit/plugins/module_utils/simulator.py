@@ -130,6 +130,13 @@ class SimBox(Actions):
                                       reload_time=fields.pop("reload_time", base.reload_time), **fields)
         return self.releases[name]
 
+    def assign(self, release: str, names) -> None:
+        """These vassals run ``release`` (another app, say), live, staged and announced."""
+        for name in names:
+            v = self.vassals[name]
+            v.live = v.staged = v.running = release
+            v.last_announce = {k: int(self.clock.wall()) for k in self.releases[release].keys}
+
     def stage(self, release: Optional[str], names=None) -> None:
         for name in names or list(self.vassals):
             self.vassals[name].staged = release

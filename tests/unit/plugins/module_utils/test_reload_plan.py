@@ -181,10 +181,7 @@ def test_degraded_key_refuses_only_when_its_vassals_are_reloaded():
     box = SimBox(FakeClock(), n=5, keys=("shop.test",))
     box.release("api", keys=["api.test"])
     box.release("v2")
-    for name in ("web03", "web04", "web05"):
-        v = box.vassals[name]
-        v.live = v.staged = v.running = "api"
-        v.last_announce = {"api.test": int(box.clock.wall())}
+    box.assign("api", ("web03", "web04", "web05"))
     box.vassals["web04"].accepting = False
     box.vassals["web05"].accepting = False
     keys = ("shop.test", "api.test")

@@ -114,10 +114,7 @@ def test_per_key_minimum_never_takes_both_vassals_of_a_key():
     clock = FakeClock()
     box = SimBox(clock, n=4, keys=("a.test",))
     box.release("b", keys=["b.test"])
-    for name in ("web03", "web04"):
-        v = box.vassals[name]
-        v.live = v.staged = v.running = "b"
-        v.last_announce = {"b.test": int(clock.wall())}
+    box.assign("b", ("web03", "web04"))
     plan, result, unused_seen = run(box, clock, "1", touch=True, keys=("a.test", "b.test"))
     assert plan.active_per_key == {"a.test": 2, "b.test": 2}
     assert plan.key_minimums == {"a.test": 1, "b.test": 1} and plan.wave_size == 2
@@ -131,10 +128,7 @@ def test_percentage_per_key_rolls_two_apps_at_once():
     clock = FakeClock()
     box = SimBox(clock, n=6, keys=("shop.test",))
     box.release("api", keys=["api.test"])
-    for name in ("web05", "web06"):
-        v = box.vassals[name]
-        v.live = v.staged = v.running = "api"
-        v.last_announce = {"api.test": int(clock.wall())}
+    box.assign("api", ("web05", "web06"))
     plan, result, unused_seen = run(box, clock, "50%", touch=True, keys=("shop.test", "api.test"))
     assert plan.key_minimums == {"shop.test": 2, "api.test": 1} and plan.wave_size == 3
     assert len(result.reloaded) == 6 and not result.failed
@@ -429,26 +423,30 @@ def test_signal_in_the_middle_readmits_and_the_next_run_finishes(tmp_path):
     assert blocked(box) == [] and box.truly_active() == 4
 
 
-def test_sigkill_while_draining_is_finished_by_the_next_holder_of_the_lock(tmp_path):
-    """SIGKILL gives the run no way out: the journal alone tells the next one what to undo."""
-    clock = FakeClock()
-    box = SimBox(clock, n=4, reload_time=3.0)
-    journal = Journal(str(tmp_path), "/etc/vassals")
+def sigkill_at(box, clock, seconds, params, journal, touch=False):
+    """Run until ``seconds``, then die as SIGKILL does: no way out runs, the journal is all that is left."""
     tick = box.tick
 
     def killed_tick():
         tick()
-        if clock.t >= 1.0:
+        if clock.t >= seconds:
             raise Boom()
 
     clock.on_sleep = killed_tick
-    params = params_of("2")
-    plan = make_plan(box.poll(), box.files(touch=True), params)
+    plan = make_plan(box.poll(), box.files(touch=touch), params)
     reloader = Reloader(plan, params, box.poll, box, clock, journal)
-    reloader._abandon = lambda exc: None  # SIGKILL: no way out runs
+    reloader._abandon = lambda exc: None
     with pytest.raises(Boom):
         reloader.run()
     clock.on_sleep = tick
+
+
+def test_sigkill_while_draining_is_finished_by_the_next_holder_of_the_lock(tmp_path):
+    """SIGKILL gives the run no way out: the journal alone tells the next one what to undo."""
+    clock = FakeClock()
+    box = SimBox(clock, n=4, reload_time=3.0)
+    params = params_of("2")
+    sigkill_at(box, clock, 1.0, params, Journal(str(tmp_path), "/etc/vassals"), touch=True)
     assert blocked(box) == ["web01", "web02"]
     left = Journal(str(tmp_path), "/etc/vassals").entries()
     assert sorted(left) == ["web01", "web02"] and {e["phase"] for e in left.values()} == {"draining"}
@@ -467,21 +465,8 @@ def test_sigkill_after_the_reload_of_a_hung_release_is_restored_by_the_next_run(
     box.release("hang", hang=True)
     box.stage("hang")
     journal = Journal(str(tmp_path), "/etc/vassals")
-    tick = box.tick
-
-    def killed_tick():
-        tick()
-        if clock.t >= 9.0:
-            raise Boom()
-
-    clock.on_sleep = killed_tick
     params = params_of("1", timeout=10.0)
-    plan = make_plan(box.poll(), box.files(), params)
-    reloader = Reloader(plan, params, box.poll, box, clock, journal)
-    reloader._abandon = lambda exc: None
-    with pytest.raises(Boom):
-        reloader.run()
-    clock.on_sleep = tick
+    sigkill_at(box, clock, 9.0, params, journal)
     assert box.vassals["web01"].stuck
     finish = Reloader(Plan(changes=[]), params, box.poll, box, clock, journal)
     finish.adopt(journal.entries(), box.poll())
@@ -539,9 +524,7 @@ def test_last_vassal_of_a_key_on_the_box_drains_the_slow_way():
     clock = FakeClock()
     box = SimBox(clock, n=2, keys=("a.test",), fifo=True, signed=True)
     box.release("b", keys=["b.test"])
-    v = box.vassals["web02"]
-    v.live = v.staged = v.running = "b"
-    v.last_announce = {"b.test": int(clock.wall())}
+    box.assign("b", ["web02"])
     box.release("v2", keys=["a.test"])
     box.stage("v2", ["web01"])
     unused_plan, result, unused_seen = run(box, clock, "0", keys=("a.test", "b.test"), drain_by_unsubscribe=True)
