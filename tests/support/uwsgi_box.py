@@ -270,6 +270,18 @@ class LoopbackBox:
     def router(self) -> dict:
         return read_stats(self.router_stats)
 
+    def reloads(self) -> Dict[str, int]:
+        """Graceful reloads so far of each vassal the emperor runs (its log says each, from the emperor or
+        the master FIFO)."""
+        counts = {}
+        for name in sorted(v["id"][:-4] for v in self.emperor()["vassals"]):
+            try:
+                with open(os.path.join(self.log_dir, name + ".log"), errors="replace") as handle:
+                    counts[name] = handle.read().count("gracefully (RE)spawned uWSGI master process")
+            except FileNotFoundError:
+                counts[name] = 0
+        return counts
+
     def vassal(self, name: str) -> dict:
         return next(v for v in self.emperor()["vassals"] if v["id"] == name + ".ini")
 

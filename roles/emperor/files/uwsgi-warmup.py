@@ -7,9 +7,10 @@ subscribes, so it receives no traffic and ``vassal_reload`` stops the
 rollout (and puts its previous release back).  Then it writes ``S`` to the
 vassal's master FIFO, which unblocks its subscriptions (the vassal starts
 unsubscribed), and, with ``--announce-to``, sends the box fastrouter the
-vassal's subscriptions itself (signed as the vassal signs them): the vassal
-announces only at its master's next once-a-second cycle, and this saves
-that wait on every reload.  ``subscription_packets.py`` (the collection's
+vassal's subscriptions itself (signed as the vassal signs them), and with
+``--router`` the box's to every HTTP router: the vassal announces only at
+its master's next once-a-second cycle, and this saves that wait on every
+reload.  ``subscription_packets.py`` (the collection's
 ``plugins/module_utils/subscription_packets.py``) is installed next to it.
 """
 
@@ -67,13 +68,16 @@ def announce(args):
     sys.path[:0] = [here, os.path.join(here, "..", "..", "..", "plugins", "module_utils")]
     import subscription_packets  # pylint: disable=import-outside-toplevel
 
+    # To the box fastrouter, the vassal's own node; to each router (signing
+    # clusters, where the vassals announce their box), the box's node.
+    targets = [(args.announce_to, args.socket)] + [(router, args.box_address) for router in args.router or []]
     sent = 0
     for sign in args.sign or [None]:
         digest, key_file = sign.split(":", 1) if sign else ("SHA256", None)
-        for key in args.key:
+        for (server, address), key in [(t, k) for t in targets for k in args.key]:
             try:
-                packet = subscription_packets.build(key, args.socket, sign_with=key_file, digest=digest)
-                subscription_packets.send(packet, args.announce_to)
+                packet = subscription_packets.build(key, address, sign_with=key_file, digest=digest)
+                subscription_packets.send(packet, server)
                 sent += 1
             except (OSError, subscription_packets.SigningError) as exc:
                 print("graceful-uwsgi-warmup: announcing %s: %s (the vassal announces itself within a second)"
@@ -111,12 +115,15 @@ def main():
     parser.add_argument("--announce-to", help="the box fastrouter's subscription server (ip:port)")
     parser.add_argument("--key", action="append", default=[], help="a subscription key of the vassal (repeat)")
     parser.add_argument("--sign", action="append", help="DIGEST:private-key.pem the vassal signs with (repeat)")
+    parser.add_argument("--router", action="append", help="an HTTP router's subscription server the vassal announces "
+                                                          "its box to (repeat; with --box-address)")
+    parser.add_argument("--box-address", help="the box fastrouter's address, announced to the routers")
     args = parser.parse_args()
     if args.path and warm_up(args):
         return 1
     with open(args.fifo, "w") as fifo:
         fifo.write("S")
-    if args.announce_to and args.key:
+    if args.announce_to and args.key and (not args.router or args.box_address):
         announce(args)
     return 0
 
