@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
@@ -378,6 +379,9 @@ def main() -> int:
             CASES[name](lab)
         except CaseFailed as exc:
             print("%s: FAILED: %s" % (name, exc))
+            failures.append(name)
+        except Exception:  # noqa: BLE001 - a broken case must not hide the ones after it
+            print("%s: FAILED with an error: %s" % (name, traceback.format_exc().replace("\n", " | ")))
             failures.append(name)
         sys.stdout.flush()
         sys.stderr.flush()
