@@ -101,9 +101,8 @@ class Plan:
             "active_per_key": dict(self.active_per_key),
             "keys_added": list(self.keys_added),
             "keys_removed": list(self.keys_removed),
-            "summary": [c.describe() for c in self.changes] + [
-                "domains added: %s; removed: %s" % (", ".join(self.keys_added) or "none",
-                                                     ", ".join(self.keys_removed) or "none")],
+            "summary": [c.describe() for c in self.changes] + ["domains added: %s; removed: %s" % (
+                ", ".join(self.keys_added) or "none", ", ".join(self.keys_removed) or "none")],
         }
 
 

@@ -132,8 +132,8 @@ def load(lab: Lab, hosts=None):
 
 def report_line(lab: Lab, report) -> str:
     s = report.summary()
-    return "%s fresh=%s keepalive=%s through=%s" % (summary_line(report), s["fresh"], s["keepalive"],
-                                                   lab.by_entry(report))
+    return "%s fresh=%s keepalive=%s through=%s" % (
+        summary_line(report), s["fresh"], s["keepalive"], lab.by_entry(report))
 
 
 def check_no_failure(report, what: str) -> None:
@@ -419,7 +419,7 @@ def case_concurrent(lab: Lab) -> dict:
     results: List[dict] = []
     args = dict(BOX_ARGS, staging_dir=STAGED_DIR, minimum_active="50%")
     gen = load(lab)
-    runs = [threading.Thread(target=lambda: results.append(module(lab, box, args))) for _ in range(2)]
+    runs = [threading.Thread(target=lambda: results.append(module(lab, box, args))) for unused in range(2)]
     for run in runs:
         run.start()
     for run in runs:
