@@ -118,7 +118,11 @@ def main():
     parser.add_argument("--router", action="append", help="an HTTP router's subscription server the vassal announces "
                                                           "its box to (repeat; with --box-address)")
     parser.add_argument("--box-address", help="the box fastrouter's address, announced to the routers")
-    args = parser.parse_args()
+    # Options of a newer helper (a vassal file rendered by a newer collection)
+    # must not keep a vassal from subscribing: they are passed over.
+    args, unknown = parser.parse_known_args()
+    if unknown:
+        print("graceful-uwsgi-warmup: passing over unknown options %s" % " ".join(unknown), flush=True)
     if args.path and warm_up(args):
         return 1
     with open(args.fifo, "w") as fifo:
