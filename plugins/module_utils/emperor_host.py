@@ -179,9 +179,14 @@ class EmperorHost(Actions):
         would forward the unsubscribe and take the box out of the routers):
         False, and nothing sent, when that cannot be done here.
         """
-        local = {e["key"]: e for e in vassal_config.subscriptions(self.path(name)) if "addr" not in e}
-        wanted = [(key, node, local.get(key)) for key, node in nodes]
-        if not wanted or any(e is None or "sign_key" not in e for unused_k, unused_n, e in wanted) \
+        # During a key rotation a vassal signs with two keys: send both, the
+        # fastrouter takes the one it checks.
+        local: Dict[str, List[Dict[str, str]]] = {}
+        for entry in vassal_config.subscriptions(self.path(name)):
+            if "addr" not in entry:
+                local.setdefault(entry["key"], []).append(entry)
+        wanted = [(key, node, entry) for key, node in nodes for entry in local.get(key, [])]
+        if not nodes or any(not local.get(key) or any("sign_key" not in e for e in local[key]) for key, unused in nodes) \
                 or not subscription_packets.can_sign():
             return False
         try:

@@ -69,19 +69,24 @@ def announce(args):
     import subscription_packets  # pylint: disable=import-outside-toplevel
 
     # To the box fastrouter, the vassal's own node; to each router (signing
-    # clusters, where the vassals announce their box), the box's node.
+    # clusters, where the vassals announce their box), the box's node.  The
+    # fastrouter first, with every key the vassal signs with: a router that
+    # learns of the box before its fastrouter knows the vassal sends it
+    # requests the fastrouter cannot place (during a key rotation the two
+    # check different keys).
     targets = [(args.announce_to, args.socket)] + [(router, args.box_address) for router in args.router or []]
     sent = 0
-    for sign in args.sign or [None]:
-        digest, key_file = sign.split(":", 1) if sign else ("SHA256", None)
-        for (server, address), key in [(t, k) for t in targets for k in args.key]:
-            try:
-                packet = subscription_packets.build(key, address, sign_with=key_file, digest=digest)
-                subscription_packets.send(packet, server)
-                sent += 1
-            except (OSError, subscription_packets.SigningError) as exc:
-                print("graceful-uwsgi-warmup: announcing %s: %s (the vassal announces itself within a second)"
-                      % (key, exc), flush=True)
+    for server, address in targets:
+        for sign in args.sign or [None]:
+            digest, key_file = sign.split(":", 1) if sign else ("SHA256", None)
+            for key in args.key:
+                try:
+                    packet = subscription_packets.build(key, address, sign_with=key_file, digest=digest)
+                    subscription_packets.send(packet, server)
+                    sent += 1
+                except (OSError, subscription_packets.SigningError) as exc:
+                    print("graceful-uwsgi-warmup: announcing %s to %s: %s (the vassal announces itself within a "
+                          "second)" % (key, server, exc), flush=True)
     return sent
 
 
