@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from typing import Dict, List, Optional
 
 _PLACEHOLDER = re.compile(r"%\(([^)]+)\)")
@@ -165,15 +166,25 @@ def subscriptions(path: str) -> List[Dict[str, str]]:
 
 
 def tail(path: str, lines: int = 20, max_bytes: int = 16384) -> List[str]:
-    """The last ``lines`` lines of a file, reading at most ``max_bytes``."""
+    """The last ``lines`` lines of a regular file, reading at most ``max_bytes``.
+
+    The log directory belongs to the app user, and root reads it: a link
+    (or anything but a regular file) in place of the log reads as nothing.
+    """
     try:
-        with open(path, "rb") as handle:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return []
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []
+        try:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
             handle.seek(max(0, size - max_bytes))
             data = handle.read()
-    except OSError:
-        return []
+        except OSError:
+            return []
     text = data.decode("utf-8", errors="replace").splitlines()
     return text[-lines:]
 

@@ -25,9 +25,11 @@ with a line for the journal saying what was left.  Standard library only.
 """
 
 import argparse
+import errno
 import json
 import os
 import socket
+import stat
 import sys
 import time
 
@@ -70,6 +72,18 @@ def fresh(node, now, seconds):
     return not node.get("death_mark") and int(now) - int(node.get("last_check") or 0) <= int(seconds)
 
 
+def write_fifo(path, data):
+    """Write to a vassal's master FIFO as root, in a directory its app user owns:
+    no link followed, and the open file checked to be a FIFO before a byte goes."""
+    handle = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISFIFO(os.fstat(handle).st_mode):
+            raise OSError(errno.EINVAL, "not a FIFO")
+        os.write(handle, data)
+    finally:
+        os.close(handle)
+
+
 def say(message):
     print("uwsgi-box: " + message, flush=True)
 
@@ -87,11 +101,7 @@ def drain(args):
     blocked = []
     for name in live:
         try:
-            handle = os.open(os.path.join(args.run_dir, name + ".fifo"), os.O_WRONLY | os.O_NONBLOCK)
-            try:
-                os.write(handle, b"S")
-            finally:
-                os.close(handle)
+            write_fifo(os.path.join(args.run_dir, name + ".fifo"), b"S")
             blocked.append(name)
         except OSError as exc:
             say("drain: %s: cannot block its subscriptions: %s" % (name, exc))

@@ -157,3 +157,18 @@ def test_its_freshness_copy_is_the_collections_rule():
                 for now in (1000.0, 1000.4, 1000.99):
                     node = {"last_check": int(now - age), "death_mark": death_mark}
                     assert helper.fresh(node, now, tolerance) == node_is_fresh(node, now, tolerance), (node, now)
+
+
+def test_root_writes_no_fifo_that_is_a_link_or_a_file(tmp_path):
+    """The run directory belongs to the app user: a FIFO replaced by a link or a file gets no byte."""
+    target = tmp_path / "root-only"
+    target.write_bytes(b"keep")
+    link = tmp_path / "web_01.fifo"
+    link.symlink_to(target)
+    with pytest.raises(OSError):
+        helper.write_fifo(str(link), b"S")
+    plain = tmp_path / "web_02.fifo"
+    plain.write_bytes(b"")
+    with pytest.raises(OSError, match="not a FIFO"):
+        helper.write_fifo(str(plain), b"S")
+    assert target.read_bytes() == b"keep" and plain.read_bytes() == b""

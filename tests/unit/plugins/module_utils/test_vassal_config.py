@@ -116,3 +116,16 @@ def test_subscriptions_split_server_key_addr_and_signature(tmp_path):
     assert local == {"server": "127.0.0.1:2727", "key": "shop.test", "sign": "SHA256:/etc/keys/shop.pem",
                      "sign_digest": "SHA256", "sign_key": "/etc/keys/shop.pem"}
     assert router["addr"] == "10.0.0.21:3017"
+
+
+def test_tail_reads_no_link_in_place_of_a_log(tmp_path):
+    """Root reads the log the app user's directory holds: a link to a root-only file reads as nothing."""
+    from ansible_collections.graceful.uwsgi.plugins.module_utils.vassal_config import tail
+    secret = tmp_path / "shadow"
+    secret.write_text("root:secret-hash\n")
+    link = tmp_path / "web_01.log"
+    link.symlink_to(secret)
+    assert tail(str(link)) == []
+    real = tmp_path / "web_02.log"
+    real.write_text("a\nb\nRuntimeError: boom\n")
+    assert tail(str(real), lines=2) == ["b", "RuntimeError: boom"]
