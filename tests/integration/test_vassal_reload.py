@@ -276,3 +276,16 @@ def test_ansible_doc_renders():
                              check=False)
         assert out.returncode == 0, out.stderr
         assert "EXAMPLES" in out.stdout and "RETURN VALUES" in out.stdout
+
+
+def test_warmup_path_is_a_path_not_a_command(make_box, tmp_path):
+    """The hook runs the warm-up helper through a shell: a warmup_path with ; or & stays one argument."""
+    from uwsgi_box import App
+    pwned = tmp_path / "pwned"
+    path = "/health;touch %s&x=1" % pwned
+    box = make_box([App(name="web", domains=["web.test"], vassals=1, delay=0.2, warmup_path=path)])
+    log = open(os.path.join(box.log_dir, "web_01.log")).read()
+    print("\nwarm-up with %r: %s" % (path, [line for line in log.splitlines() if "warmup" in line][-1:]))
+    assert "web.test %s answered 200: subscribing" % path in log
+    assert not pwned.exists(), "the warm-up path ran a command"
+    assert box.active() == ["web_01"]
