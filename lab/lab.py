@@ -515,6 +515,8 @@ def start_host(host: Host, image: str, network: str) -> None:
         "--label", f"{LABEL}={CLI_LABEL_VALUE}", "--label", f"{LABEL_IMAGE}={image}",
         "--label", f"{LABEL_SSH_KEY}={ssh_key_id()}",
         "--volume", f"{SSH_KEY}.pub:/root/.ssh/authorized_keys:ro",
+        # NET_ADMIN in the host's own network namespace: the optional cluster firewall (nftables).
+        "--cap-add", "NET_ADMIN",
         "--network", network, "--ip", host.ip, "--systemd=always", image, "/sbin/init",
     )
 

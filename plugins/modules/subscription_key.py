@@ -17,14 +17,21 @@ description:
     the fastrouters and HTTP routers check them with the public key (C(subscriptions-sign-check)).
   - Meant to run on the controller (C(delegate_to) C(localhost)) so that every box of the cluster gets the same
     key pair; an existing key (for example one restored from a vault) is kept as it is.
+  - With O(private_key) instead (a key kept in a variable, for example with Ansible Vault) it writes nothing and
+    returns the public key of that private key.
   - Needs the C(cryptography) Python library where it runs (ansible-core depends on it).
 author:
   - graceful.uwsgi maintainers (@graceful-uwsgi)
 options:
   path:
-    description: Path of the private key; the public key goes to the same path with C(.pub).
+    description:
+      - Path of the private key; the public key goes to the same path with C(.pub).
+      - One of O(path) and O(private_key) is required.
     type: path
-    required: true
+  private_key:
+    description:
+      - An unencrypted RSA private key (PEM) to use instead of a file; nothing is written, and it is never logged.
+    type: str
   size:
     description: Key size in bits of a new key.
     type: int
@@ -42,6 +49,12 @@ EXAMPLES = r"""
     path: "{{ lookup('ansible.builtin.env', 'HOME') }}/.graceful-uwsgi/keys/shop.pem"
   delegate_to: localhost
   run_once: true
+
+- name: Get the public key of a key kept in a vaulted variable
+  graceful.uwsgi.subscription_key:
+    private_key: "{{ vault_shop_subscription_key }}"
+  delegate_to: localhost
+  run_once: true
 """
 
 RETURN = r"""
@@ -51,7 +64,7 @@ public_key:
   type: str
 public_path:
   description: Where the public key is.
-  returned: always
+  returned: when O(path) is given
   type: str
 """
 
@@ -76,16 +89,41 @@ def public_path_of(path):
     return base + ".pub"
 
 
+def load_rsa_key(pem, what):
+    """The RSA private key in ``pem`` (bytes), or ValueError naming ``what``."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("%s is not an unencrypted PEM private key: %s" % (what, exc))
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("%s is not an RSA key (uWSGI signs subscriptions with RSA)" % what)
+    return key
+
+
+def public_pem_of(key):
+    return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            path=dict(type="path", required=True),
+            path=dict(type="path"),
+            private_key=dict(type="str", no_log=True),
             size=dict(type="int", default=2048),
         ),
+        required_one_of=[("path", "private_key")],
+        mutually_exclusive=[("path", "private_key")],
         supports_check_mode=True,
     )
     if not HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=CRYPTOGRAPHY_ERROR)
+    if module.params["private_key"] is not None:
+        try:
+            key = load_rsa_key(module.params["private_key"].encode(), "private_key")
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+        module.exit_json(changed=False, public_key=public_pem_of(key))
     path = module.params["path"]
     size = module.params["size"]
     if size < 2048:
@@ -96,11 +134,11 @@ def main():
     if os.path.exists(path):
         try:
             with open(path, "rb") as handle:
-                key = serialization.load_pem_private_key(handle.read(), password=None)
-        except (OSError, ValueError, TypeError) as exc:
-            module.fail_json(msg="%s is not a readable unencrypted PEM private key: %s" % (path, exc))
-        if not isinstance(key, rsa.RSAPrivateKey):
-            module.fail_json(msg="%s is not an RSA key (uWSGI signs subscriptions with RSA)" % path)
+                key = load_rsa_key(handle.read(), path)
+        except OSError as exc:
+            module.fail_json(msg="%s is not readable: %s" % (path, exc))
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
     else:
         changed = True
         if module.check_mode:
@@ -114,8 +152,7 @@ def main():
                                                serialization.NoEncryption()))
         except OSError as exc:
             module.fail_json(msg="cannot write the private key %s: %s" % (path, exc))
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    public_pem = public_pem_of(key)
     current = None
     if os.path.exists(public_path):
         with open(public_path) as handle:

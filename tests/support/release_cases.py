@@ -16,7 +16,10 @@ never fails, boxes re-subscribe), box (a planned stop of one box's
 fastrouter: the box drains first, 0 failed, and it rejoins), rotate
 (playbooks/rotate_subscription_keys.yml under load: no request fails but
 through a router during its own restart, none through an edge; then the
-routers refuse the retired key and accept the new one).
+routers refuse the retired key and accept the new one), vault (a release
+with the signing keys in variables and an empty keys directory: 0 failed,
+no key made on the controller's disk, none shown, the boxes' keys as they
+were). The fault matrix of release_faults.py runs between bad and router.
 """
 
 from __future__ import annotations
@@ -362,9 +365,42 @@ def case_rotate(lab: Lab, keys_dir: str = KEYS_DIR) -> dict:
     return {"report": report.summary()}
 
 
-CASES = {"good": case_good, "bad": case_bad, "router": case_router, "box": case_box, "rotate": case_rotate}
+def case_vault(lab: Lab, keys_dir: str = KEYS_DIR, version: str = "5vault") -> dict:
+    """A release with the signing keys in variables (as from Ansible Vault in AWX) and an empty keys directory."""
+    empty = tempfile.mkdtemp(prefix="graceful-keys-dir-")
+    scratch = tempfile.mkdtemp(prefix="graceful-vault-vars-")
+    keys = {}
+    for name in ("hello", "shop"):
+        with open(os.path.join(keys_dir, name + ".pem")) as handle:
+            keys[name] = handle.read()
+    variables = os.path.join(scratch, "vars.json")
+    with open(variables, "w") as handle:
+        json.dump({"uwsgi_subscription_private_keys": keys, "uwsgi_subscription_keys_dir": empty}, handle)
+    on_box = "sha256sum /etc/uwsgi-emperor/keys/*.pem"
+    before = lab.sh(lab.boxes[0], on_box)
+    gen = lab.load()
+    time.sleep(2)
+    out, seconds = release(lab, version, "-e", "@" + variables)
+    time.sleep(2)
+    report = gen.stop()
+    left = os.listdir(empty)
+    shutil.rmtree(empty)
+    shutil.rmtree(scratch)
+    print("vault: %s playbook=%.1fs rc=%d through=%s; keys directory afterwards: %s" % (
+        summary_line(report), seconds, out.returncode, lab.by_entry(report), left or "empty"))
+    check(out.returncode == 0, "the release with keys from variables failed:\n%s" % out.stdout[-4000:])
+    check(not report.failed, "%d requests failed: %s" % (len(report.failed), report.summary()["failures"]))
+    check(not left, "a key was made on the controller's disk: %s" % left)
+    check(lab.sh(lab.boxes[0], on_box) == before, "the box's private keys changed")
+    check(keys["hello"].strip().splitlines()[1] not in out.stdout + out.stderr, "a private key shows in the output")
+    check(set(lab.versions_served()) == {version}, "not every response is %s afterwards" % version)
+    return {"report": report.summary()}
+
+
+CASES = {"good": case_good, "bad": case_bad, "router": case_router, "box": case_box, "rotate": case_rotate,
+         "vault": case_vault}
 ORDER = ["good", "bad", "hang", "cold", "sigkill", "stats", "concurrent", "inputs", "domains", "scale", "router", "box",
-         "rotate"]
+         "rotate", "vault"]
 
 
 def main() -> int:

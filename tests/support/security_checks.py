@@ -13,6 +13,10 @@
    subscription server or stats socket on a wildcard or public address.
 3. Privileges: every service runs as its unprivileged user; private keys
    are 0600 owned by the app user; stats sockets are 0660.
+4. Replay: a box's announce sent back as an unsubscribe from the edge (a
+   host outside the cluster) takes the box out of a router; with the
+   cluster firewall on (run twice: the second run changes nothing) the same
+   replay changes nothing and requests keep passing.
 Prints one line per check and exits non-zero if any fails.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -93,6 +98,65 @@ def rogue_subscriptions(lab: Lab, keys_dir: str) -> None:
         lab.sh(box, "systemctl stop rogue-listener", check_rc=False)
 
 
+REPLAY_SENDER = (
+    "import socket, sys, time\n"
+    "packet = sys.stdin.buffer.read()\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "end = time.time() + %f\n"
+    "while time.time() < end:\n"
+    "    s.sendto(packet, (%r, 2626)); time.sleep(0.05)\n")
+
+
+def replay_window(lab: Lab, sender: str, router: str, packet: bytes, node: str, domain: str,
+                  seconds: float = 4.0) -> tuple:
+    """Replay ``packet`` from ``sender`` to ``router`` 20 times a second for ``seconds``, polling the router's
+    table meanwhile: (polls, polls that did not list ``node`` for ``domain``)."""
+    proc = subprocess.Popen(["podman", "exec", "-i", lab.container[sender], "python3", "-c",
+                             REPLAY_SENDER % (seconds, lab.ip[router])], stdin=subprocess.PIPE)
+    proc.stdin.write(packet)
+    proc.stdin.close()
+    polls = missing = 0
+    time.sleep(0.5)
+    while proc.poll() is None:
+        polls += 1
+        missing += node not in lab.router_nodes(router).get(domain, [])
+    proc.wait(timeout=30)
+    return polls, missing
+
+
+def replayed_unsubscribe(lab: Lab, keys_dir: str) -> None:
+    """An announce seen on the network, sent back as an unsubscribe from a host outside the cluster.
+
+    The unsubscribe flag is the packet header's modifier2, outside the signed body, and uWSGI 2.0 checks no
+    timestamp on an unsubscribe: the box leaves the router until its next announce (every second), for as long
+    as the replay goes on. Then the cluster firewall (cluster_firewall.yml) is turned on: the same replay from
+    the outsider changes nothing, while the cluster keeps serving. The firewall stays on for the release cases.
+    """
+    check(bool(lab.edges), "the lab has no host outside the cluster (an edge) to replay from")
+    router, box, outsider, domain = lab.routers[0], lab.boxes[0], lab.edges[0], "shop.test"
+    node = "%s:3017" % lab.ip[box]
+    announce = build(domain, node, sign_with=os.path.join(keys_dir, "shop.pem"))
+    replay = announce[:3] + b"\x01" + announce[4:]  # the header's modifier2: 1 = unsubscribe
+    polls, missing = replay_window(lab, outsider, router, replay, node, domain)
+    print("replay: without the firewall, %s's replayed unsubscribe kept %s out of %s for %d of %d polls"
+          % (outsider, box, router, missing, polls))
+    check(missing > 0, "the replayed unsubscribe had no effect without the firewall: the check cannot tell")
+    runs = []
+    for _ in range(2):
+        out = lab.playbook("cluster_firewall.yml", "-e", "cluster_firewall_enabled=true")
+        check(out.returncode == 0, "cluster_firewall.yml failed: %s" % out.stdout[-2000:])
+        runs.append({h: int(c) for h, c in re.findall(r"(?m)^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", out.stdout)})
+    print("replay: cluster_firewall.yml changed %s, then %s" % (runs[0], runs[1]))
+    check(set(runs[1].values()) == {0}, "a second cluster_firewall.yml run changed something: %s" % runs[1])
+    gen = lab.load(concurrency=2, duration=6)
+    polls, missing = replay_window(lab, outsider, router, replay, node, domain)
+    report = gen.wait()
+    print("replay: with the firewall, %d of %d polls missed %s; %d requests, %d failed (%s)"
+          % (missing, polls, box, report.summary()["sent"], len(report.failed), lab.by_entry(report)))
+    check(missing == 0, "the firewall let the replayed unsubscribe through")
+    check(not report.failed, "requests failed with the firewall on: %s" % report.summary()["failures"])
+
+
 def exposure(lab: Lab) -> None:
     """What listens where (sshd, the lab's own way in, is listed but not judged)."""
     for host in lab.routers + lab.boxes:
@@ -149,7 +213,8 @@ def main() -> int:
     lab = Lab(args.inventory)
     failures = []
     for name, step in (("rogue", lambda: rogue_subscriptions(lab, args.keys_dir)), ("exposure", lambda: exposure(lab)),
-                       ("privileges", lambda: privileges(lab))):
+                       ("privileges", lambda: privileges(lab)),
+                       ("replay", lambda: replayed_unsubscribe(lab, args.keys_dir))):
         try:
             step()
             print("%s: passed" % name)

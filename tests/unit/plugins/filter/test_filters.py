@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.graceful.uwsgi.plugins.filter.env_dirs import env_dirs
 from ansible_collections.graceful.uwsgi.plugins.filter.inventory_hosts import subscription_servers
 from ansible_collections.graceful.uwsgi.plugins.filter.vassal_names import vassal_names
 
@@ -139,3 +140,21 @@ def test_release_batches_serial_and_bad_input():
 def test_rounds_of_a_fleet_do_not_grow_with_its_size():
     from ansible_collections.graceful.uwsgi.plugins.module_utils.fleet import batches, rounds
     assert [rounds(n, batches(n)) for n in (2, 10, 100, 1000)] == [2, 3, 3, 3]
+
+
+def test_env_dirs_follow_the_content_and_hide_it():
+    apps = [{"name": "shop", "env": {"TOKEN": "s3cret", "N": 1}}, {"name": "api"}, {"name": "web", "env": {}}]
+    dirs = env_dirs(apps, "salt-a")
+    assert list(dirs) == ["shop"] and dirs["shop"].startswith("shop-") and len(dirs["shop"]) == len("shop-") + 16
+    assert "s3cret" not in dirs["shop"]
+    # Same content, same name (idempotent); another value or another box's salt, another name.
+    assert env_dirs([{"name": "shop", "env": {"N": "1", "TOKEN": "s3cret"}}], "salt-a") == dirs
+    assert env_dirs([{"name": "shop", "env": {"TOKEN": "s3cret2", "N": 1}}], "salt-a") != dirs
+    assert env_dirs(apps, "salt-b") != dirs
+
+
+def test_env_dirs_refuse_an_empty_salt_and_a_bad_env():
+    with pytest.raises(AnsibleFilterError, match="salt is empty"):
+        env_dirs([{"name": "shop", "env": {"A": "b"}}], "")
+    with pytest.raises(AnsibleFilterError, match="app shop: env must be a dict"):
+        env_dirs([{"name": "shop", "env": ["A=b"]}], "s")
