@@ -317,6 +317,17 @@ def router_restarts(lab: Lab) -> Dict[str, float]:
             for r in lab.routers}
 
 
+def split_by_router_restarts(lab: Lab, report: Report) -> Tuple[List[Sample], List[Sample]]:
+    """The failed requests sent straight to a router during its own restart (it fails what it holds or receives
+    until it lists the boxes again), and all the others (any other time, or through an edge)."""
+    windows = {r: (t - 3.0, t + 5.0) for r, t in router_restarts(lab).items()}
+    own, other = [], []
+    for sample in report.failed:
+        start, end = windows.get(lab.entry(sample), (0.0, -1.0))  # an edge has no restart of its own
+        (own if start <= sample.start <= end else other).append(sample)
+    return own, other
+
+
 def case_rotate(lab: Lab, keys_dir: str = KEYS_DIR) -> dict:
     """Rotate the signing keys under load; then the retired key is refused and the new one accepted."""
     before = {name: open(os.path.join(keys_dir, name + ".pem"), "rb").read() for name in ("hello", "shop")}
@@ -325,14 +336,7 @@ def case_rotate(lab: Lab, keys_dir: str = KEYS_DIR) -> dict:
     out = lab.playbook("rotate_subscription_keys.yml")
     time.sleep(2)
     report = gen.stop()
-    started = router_restarts(lab)
-    # A router's restart fails what it holds or receives until it lists the boxes again.
-    windows = {r: (t - 3.0, t + 5.0) for r, t in started.items()}
-    own, other = [], []
-    for sample in report.failed:
-        entry = lab.entry(sample)
-        start, end = windows.get(entry, (0.0, -1.0))  # an edge has no restart of its own
-        (own if start <= sample.start <= end else other).append(sample)
+    own, other = split_by_router_restarts(lab, report)
     print("rotate: %s playbook rc=%d; failed through a router during its own restart: %d, at any other time or "
           "through an edge: %d (sent/failed: %s)" % (
               summary_line(report), out.returncode, len(own), len(other), lab.by_entry(report)))
@@ -397,10 +401,81 @@ def case_vault(lab: Lab, keys_dir: str = KEYS_DIR, version: str = "5vault") -> d
     return {"report": report.summary()}
 
 
+def case_vault_rotate(lab: Lab, keys_dir: str = KEYS_DIR) -> dict:
+    """Rotate keys kept in variables, in a job with an empty keys directory (AWX), then release with them moved.
+
+    Under load: no request fails but through a router during its own restart; a run with the next keys still
+    set afterwards stops at the checks; with the next keys moved into uwsgi_subscription_private_keys a release
+    loses nothing and the routers accept the new key only. The lab's keys directory gets the new keys at the end,
+    so that the cases after this one sign with them.
+    """
+    from uwsgi_box import make_key_pair
+    scratch = tempfile.mkdtemp(prefix="graceful-vault-rotate-")
+    empty = os.path.join(scratch, "keys")
+    os.mkdir(empty)
+    current, following = {}, {}
+    for name in ("hello", "shop"):
+        with open(os.path.join(keys_dir, name + ".pem")) as handle:
+            current[name] = handle.read()
+        make_key_pair(os.path.join(scratch, name + ".pem"))
+        with open(os.path.join(scratch, name + ".pem")) as handle:
+            following[name] = handle.read()
+
+    def variables(private, next_keys):
+        path = os.path.join(scratch, "vars-%d.json" % len(os.listdir(scratch)))
+        with open(path, "w") as handle:
+            json.dump({"uwsgi_subscription_private_keys": private, "uwsgi_subscription_next_private_keys": next_keys,
+                       "uwsgi_subscription_keys_dir": empty}, handle)
+        return path
+
+    gen = lab.load()
+    time.sleep(2)
+    out = lab.playbook("rotate_subscription_keys.yml", "-e", "@" + variables(current, following))
+    time.sleep(2)
+    report = gen.stop()
+    own, other = split_by_router_restarts(lab, report)
+    print("vault_rotate: %s playbook rc=%d; failed through a router during its own restart: %d, at any other time "
+          "or through an edge: %d (sent/failed: %s); keys directory afterwards: %s" % (
+              summary_line(report), out.returncode, len(own), len(other), lab.by_entry(report),
+              sorted(os.listdir(empty)) or "empty"))
+    check(out.returncode == 0, "the rotation with keys in variables failed:\n%s" % out.stdout[-4000:])
+    check(not other, "requests failed outside the routers' restarts: %s" % [(s.target, s.detail) for s in other])
+    stale = lab.playbook("rolling_reload.yml", "-e", "app_version=6vault", "-e", "@" + variables(current, following))
+    check(stale.returncode != 0 and "no key rotation is in progress" in stale.stdout,
+          "a run with next keys and no rotation was not stopped:\n%s" % stale.stdout[-2000:])
+    print("vault_rotate: a run with the next keys still set stops at the checks")
+    gen = lab.load()
+    time.sleep(2)
+    out, seconds = release(lab, "6vault", "-e", "@" + variables(following, {}))
+    time.sleep(2)
+    report = gen.stop()
+    print("vault_rotate: release with the new keys moved: %s playbook=%.1fs rc=%d" % (
+        summary_line(report), seconds, out.returncode))
+    check(out.returncode == 0 and not report.failed, "the release after the rotation failed or lost requests")
+    probe = "%s:9997" % lab.ip[lab.boxes[0]]
+    router = lab.routers[0]
+    results = {}
+    for label in ("old", "new"):
+        key = os.path.join(keys_dir if label == "old" else scratch, "hello.pem")
+        lab.send_udp(lab.boxes[0], build("hello.test", probe, sign_with=key), "%s:2626" % lab.ip[router])
+        time.sleep(1)
+        results[label] = probe in lab.router_nodes(router).get("hello.test", [])
+    lab.send_udp(lab.boxes[0], build("hello.test", probe, sign_with=os.path.join(scratch, "hello.pem"),
+                                     unsubscribe=True), "%s:2626" % lab.ip[router])
+    print("vault_rotate: %s lists a subscription signed with the old key: %s, with the new key: %s"
+          % (router, results["old"], results["new"]))
+    check(not results["old"] and results["new"], "after the rotation the routers check the wrong key: %s" % results)
+    for name in ("hello", "shop"):
+        shutil.copy(os.path.join(scratch, name + ".pem"), os.path.join(keys_dir, name + ".pem"))
+        shutil.copy(os.path.join(scratch, name + ".pub"), os.path.join(keys_dir, name + ".pub"))
+    shutil.rmtree(scratch)
+    return {"report": report.summary()}
+
+
 CASES = {"good": case_good, "bad": case_bad, "router": case_router, "box": case_box, "rotate": case_rotate,
-         "vault": case_vault}
+         "vault": case_vault, "vault_rotate": case_vault_rotate}
 ORDER = ["good", "bad", "hang", "cold", "sigkill", "stats", "concurrent", "inputs", "domains", "scale", "router", "box",
-         "rotate", "vault"]
+         "rotate", "vault", "vault_rotate"]
 
 
 def main() -> int:
