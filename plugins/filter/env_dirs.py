@@ -7,11 +7,11 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: env_dirs
 short_description: Name the directory of each app's environment by its content
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Maps the emperor role's C(emperor_apps) to the names of the directories that hold their environments
     (C(env)), C(<app>-<fingerprint>), for the apps that have one.
-  - The fingerprint is an HMAC-SHA256 of the environment keyed with O(salt), a secret of the box: a vassal file
+  - The fingerprint is an HMAC-SHA256 of the environment keyed with O(salt), a secret of the box. A vassal file
     names the directory, so a changed environment changes the vassal file (and reloads the vassal), while
     C(--diff) shows neither the values nor a plain hash that a guessable secret could be found from.
 author:

@@ -87,7 +87,7 @@ def test_a_bad_key_in_a_variable_fails_naming_its_app(tmp_path):
 
 
 def test_next_keys_need_a_rotation_and_a_rotation_needs_every_next_key(tmp_path):
-    private, _ = key_pair(tmp_path, "current")
+    private = key_pair(tmp_path, "current")[0]
     validate = os.path.join(ROOT, "playbooks", "validate.yml")
     base = {"emperor_apps": apps("shop", "api"), "uwsgi_subscription_keys_dir": str(tmp_path / "keys"),
             "fastrouter_bind_address": "10.9.9.2", "fastrouter_http_routers": ["10.9.9.1:2626"],
