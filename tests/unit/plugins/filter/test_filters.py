@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.graceful.uwsgi.plugins.filter.env_dirs import env_dirs
+from ansible_collections.graceful.uwsgi.plugins.filter.app_env import env_files, vassal_magic
 from ansible_collections.graceful.uwsgi.plugins.filter.inventory_hosts import subscription_servers
 from ansible_collections.graceful.uwsgi.plugins.filter.vassal_names import vassal_names
 
@@ -142,19 +142,28 @@ def test_rounds_of_a_fleet_do_not_grow_with_its_size():
     assert [rounds(n, batches(n)) for n in (2, 10, 100, 1000)] == [2, 3, 3, 3]
 
 
-def test_env_dirs_follow_the_content_and_hide_it():
+def test_env_files_follow_the_content_and_hide_it():
     apps = [{"name": "shop", "env": {"TOKEN": "s3cret", "N": 1}}, {"name": "api"}, {"name": "web", "env": {}}]
-    dirs = env_dirs(apps, "salt-a")
-    assert list(dirs) == ["shop"] and dirs["shop"].startswith("shop-") and len(dirs["shop"]) == len("shop-") + 16
-    assert "s3cret" not in dirs["shop"]
+    files = env_files(apps, "salt-a")
+    assert list(files) == ["shop"] and files["shop"].startswith("shop-") and files["shop"].endswith(".ini")
+    assert len(files["shop"]) == len("shop-.ini") + 16 and "s3cret" not in files["shop"]
     # Same content, same name (idempotent); another value or another box's salt, another name.
-    assert env_dirs([{"name": "shop", "env": {"N": "1", "TOKEN": "s3cret"}}], "salt-a") == dirs
-    assert env_dirs([{"name": "shop", "env": {"TOKEN": "s3cret2", "N": 1}}], "salt-a") != dirs
-    assert env_dirs(apps, "salt-b") != dirs
+    assert env_files([{"name": "shop", "env": {"N": "1", "TOKEN": "s3cret"}}], "salt-a") == files
+    assert env_files([{"name": "shop", "env": {"TOKEN": "s3cret2", "N": 1}}], "salt-a") != files
+    assert env_files(apps, "salt-b") != files
 
 
-def test_env_dirs_refuse_an_empty_salt_and_a_bad_env():
+def test_env_files_refuse_an_empty_salt_and_a_bad_env():
     with pytest.raises(AnsibleFilterError, match="salt is empty"):
-        env_dirs([{"name": "shop", "env": {"A": "b"}}], "")
+        env_files([{"name": "shop", "env": {"A": "b"}}], "")
     with pytest.raises(AnsibleFilterError, match="app shop: env must be a dict"):
-        env_dirs([{"name": "shop", "env": ["A=b"]}], "s")
+        env_files([{"name": "shop", "env": ["A=b"]}], "s")
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("%n", "%N"), ("/srv/%d/x-%n.sock", "/srv/%D/x-%N.sock"), ("100%%n", "100%%n"), ("%%%n", "%%%N"),
+    ("%k cores, %h host, %(opt)", "%k cores, %h host, %(opt)"), ("%o%p%s%c%e%x%i%j", "%O%P%S%C%E%X%I%J"),
+    (42, "42"), ("trailing %", "trailing %"),
+])
+def test_vassal_magic_names_the_vassal_file(value, expected):
+    assert vassal_magic(value) == expected
