@@ -13,7 +13,9 @@
    subscription server or stats socket on a wildcard or public address.
 3. Privileges: every service runs as its unprivileged user; private keys
    are 0600 owned by the app user; stats sockets are 0660.
-4. Replay: a box's announce sent back as an unsubscribe from the edge (a
+4. Attacks as the app user on a box: a master FIFO linked to a root file,
+   a new vassal's log linked to it, a squatted lock (see app_user_attacks).
+5. Replay: a box's announce sent back as an unsubscribe from the edge (a
    host outside the cluster) takes the box out of a router; with the
    cluster firewall on (run twice: the second run changes nothing) the same
    replay changes nothing and requests keep passing.
@@ -23,6 +25,7 @@ Prints one line per check and exits non-zero if any fails.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -158,6 +161,56 @@ def replayed_unsubscribe(lab: Lab, keys_dir: str) -> None:
     check(not report.failed, "requests failed with the firewall on: %s" % report.summary()["failures"])
 
 
+CANARY = "/root/graceful-canary"
+
+
+def app_user_attacks(lab: Lab) -> None:
+    """What the app user (uwsgi-app) can do to root's vassal_reload, tried on a box.
+
+    Root keeps a canary file that the app user may not read or write. As the app user: the master FIFO of
+    hello_01 becomes a link to the canary, then a reload of hello_01 must fail naming it and drain nothing; the
+    log of a new vassal becomes a link to the canary, then that vassal fails to start and the module's result
+    must not show the canary; the lock directory must refuse the app user. Afterwards the canary is unchanged and
+    every vassal serves.
+    """
+    from release_faults import BOX_ARGS, STAGED_DIR, full_capacity, module
+    box = lab.boxes[0]
+    as_app = "runuser -u uwsgi-app -- sh -c %s"
+    lab.sh(box, "umask 077; echo canary-secret-$$ > %s" % CANARY)
+    before = lab.sh(box, "sha256sum %s" % CANARY)
+    # 1. A FIFO that is a link.
+    lab.sh(box, as_app % "'cd /run/uwsgi-app && mv hello_01.fifo hello_01.fifo.moved && ln -s %s hello_01.fifo'" % CANARY)
+    lab.sh(box, "echo '; attack case' >> %s/hello_01.ini" % STAGED_DIR)
+    try:
+        result = module(lab, box, dict(BOX_ARGS, staging_dir=STAGED_DIR, vassals=["hello_*"], minimum_active=1))
+    finally:
+        lab.sh(box, as_app % "'cd /run/uwsgi-app && rm -f hello_01.fifo && mv hello_01.fifo.moved hello_01.fifo'")
+        lab.sh(box, "sed -i '/^; attack case$/d' %s/hello_01.ini" % STAGED_DIR)
+    print("attacks: FIFO linked to a root file -> failed=%s msg=%s" % (result.get("failed"), result.get("msg")))
+    check(result.get("failed") and "hello_01" in result.get("msg", "") and "FIFO" in result.get("msg", ""),
+          "a linked FIFO was not refused naming the vassal: %s" % result.get("msg"))
+    # 2. The log of a new vassal that fails to start (an option uWSGI does not know), linked to the canary.
+    lab.sh(box, as_app % "'ln -s %s /var/log/uwsgi-app/hello_09.log'" % CANARY)
+    lab.sh(box, "sed -e '$a no-such-option = 1' %s/hello_01.ini > %s/hello_09.ini" % (STAGED_DIR, STAGED_DIR))
+    try:
+        result = module(lab, box, dict(BOX_ARGS, staging_dir=STAGED_DIR, timeout=20))
+    finally:
+        lab.sh(box, "rm -f %s/hello_09.ini /var/log/uwsgi-app/hello_09.log" % STAGED_DIR)
+    shown = json.dumps(result)
+    print("attacks: new vassal whose log links to a root file -> failed=%s msg=%s" % (
+        result.get("failed"), result.get("msg")))
+    check(result.get("failed") and "hello_09" in result.get("msg", ""), "the broken vassal did not fail the run")
+    check("canary-secret" not in shown, "the result shows the canary: %s" % shown[:500])
+    # 3. The lock.
+    squat = lab.sh(box, as_app % "'touch /run/graceful-uwsgi/vassal-reload.lock 2>&1; "
+                                 "ls /run/graceful-uwsgi 2>&1; true'")
+    print("attacks: the app user squatting the lock: %s" % " ".join(squat.split()))
+    check("Permission denied" in squat, "the app user reached the lock directory: %s" % squat)
+    check(lab.sh(box, "sha256sum %s" % CANARY) == before, "root wrote to the canary")
+    lab.sh(box, "rm -f %s" % CANARY)
+    check(full_capacity(lab), "not every vassal serves after the attacks")
+
+
 def exposure(lab: Lab) -> None:
     """What listens where (sshd, the lab's own way in, is listed but not judged)."""
     for host in lab.routers + lab.boxes:
@@ -215,6 +268,7 @@ def main() -> int:
     failures = []
     for name, step in (("rogue", lambda: rogue_subscriptions(lab, args.keys_dir)), ("exposure", lambda: exposure(lab)),
                        ("privileges", lambda: privileges(lab)),
+                       ("attacks", lambda: app_user_attacks(lab)),
                        ("replay", lambda: replayed_unsubscribe(lab, args.keys_dir))):
         try:
             step()
