@@ -289,3 +289,19 @@ def test_warmup_path_is_a_path_not_a_command(make_box, tmp_path):
     assert "web.test %s answered 200: subscribing" % path in log
     assert not pwned.exists(), "the warm-up path ran a command"
     assert box.active() == ["web_01"]
+
+
+def test_env_reaches_the_vassal_from_its_own_file_with_the_vassal_files_magic(make_box):
+    """The vassal file includes the app's environment file (never the values), and %n there is the vassal."""
+    import http.client
+    from uwsgi_box import App
+    box = make_box([App(name="web", domains=["web.test"], vassals=2, delay=0.2)])
+    files = sorted(os.listdir(os.path.join(box.root, "env")))
+    conn = http.client.HTTPConnection("127.0.0.1", box.http_port, timeout=10)
+    served = set()
+    for unused in range(8):
+        conn.request("GET", "/", headers={"Host": "web.test"})
+        served.add(conn.getresponse().read().decode().split()[1])
+    print("\nenvironment files %s; VASSAL answered %s" % (files, sorted(served)))
+    assert len(files) == 1 and files[0].startswith("web-") and files[0].endswith(".ini")
+    assert served == {"web_01", "web_02"}

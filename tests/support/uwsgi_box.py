@@ -175,6 +175,8 @@ class LoopbackBox:
         variables = {
             "dest_dir": dest, "vassals": vassals,
             "template": os.path.join(ROOT, "roles", "emperor", "templates", "vassal.ini.j2"),
+            "env_template": os.path.join(ROOT, "roles", "emperor", "templates", "vassal-env.ini.j2"),
+            "emperor_env_dir": os.path.join(self.root, "env"),
             "emperor_python_plugin": PYTHON_PLUGIN,
             "emperor_vassal_run_dir": self.run,
             "emperor_log_dir": self.log_dir,
@@ -187,6 +189,7 @@ class LoopbackBox:
             "emperor_router_subscriptions": ["127.0.0.1:%d" % self.router_sub_port] if self.announce else [],
             "emperor_fastrouter_address": "127.0.0.1:%d" % self.fastrouter_port,
         }
+        os.makedirs(os.path.join(self.root, "env"), exist_ok=True)
         varfile = os.path.join(self.root, "render-vars.json")
         with open(varfile, "w") as handle:
             json.dump(variables, handle)
