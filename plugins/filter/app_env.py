@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: graceful.uwsgi contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The filters that store an app's environment in a file of its own: env_files and vassal_magic.
+"""The filters that keep an app's environment to itself: env_files, vassal_magic and without_env.
 
 The emperor role writes each app's ``env`` to ``<emperor_env_dir>/<app>-<fingerprint>.ini`` and the vassal files
-include it, so that ``--diff`` never shows a value. Their documentation is in ``env_files.yml`` and
-``vassal_magic.yml`` next to this file.
+include it, so that ``--diff`` never shows a value, and the loops that need no environment go over the apps
+without it (with -v Ansible prints a loop's whole item). Their documentation is in ``env_files.yml``,
+``vassal_magic.yml`` and ``without_env.yml`` next to this file.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ def vassal_magic(value):
     return PER_FILE_MAGIC.sub(swap, str(value))
 
 
+def without_env(apps):
+    """The apps, each without its ``env``."""
+    return [{k: v for k, v in app.items() if k != "env"} for app in apps or []]
+
+
 class FilterModule:
     def filters(self):
-        return {"env_files": env_files, "vassal_magic": vassal_magic}
+        return {"env_files": env_files, "vassal_magic": vassal_magic, "without_env": without_env}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.graceful.uwsgi.plugins.filter.app_env import env_files, vassal_magic
+from ansible_collections.graceful.uwsgi.plugins.filter.app_env import env_files, vassal_magic, without_env
 from ansible_collections.graceful.uwsgi.plugins.filter.inventory_hosts import subscription_servers
 from ansible_collections.graceful.uwsgi.plugins.filter.vassal_names import vassal_names
 
@@ -167,3 +167,10 @@ def test_env_files_refuse_an_empty_salt_and_a_bad_env():
 ])
 def test_vassal_magic_names_the_vassal_file(value, expected):
     assert vassal_magic(value) == expected
+
+
+def test_without_env_keeps_everything_but_the_environment():
+    apps = [{"name": "shop", "env": {"TOKEN": "s3cret"}, "domains": ["shop.test"]}, {"name": "api"}]
+    assert without_env(apps) == [{"name": "shop", "domains": ["shop.test"]}, {"name": "api"}]
+    assert apps[0]["env"] == {"TOKEN": "s3cret"}, "the input changed"
+    assert without_env(None) == []
