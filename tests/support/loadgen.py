@@ -8,6 +8,10 @@ seconds or ``max_requests`` requests are reached (both bounds always apply).  A
 request fails on a connection error, a timeout, or a status outside
 200-299.  The app's first word of the body is recorded as its version.
 
+With an SSL context (``--cafile`` on the command line) the requests go over
+HTTPS: the Host header is also the server name (SNI) and the name the
+certificate is verified against.
+
 CLI: ``loadgen.py --target 10.89.0.2:80/shop.test --duration 20``; prints
 one JSON summary line (and with ``--csv`` every request).
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import ssl
 import sys
 import threading
 import time
@@ -85,12 +90,39 @@ def parse_target(text: str) -> Target:
     return host, int(port), header
 
 
+class SNIConnection(http.client.HTTPSConnection):
+    """HTTPS to an address, with another name for SNI and for the certificate check."""
+
+    def __init__(self, host: str, port: int, server_name: str, context: ssl.SSLContext, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.server_name = server_name
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_name)  # type: ignore[attr-defined]
+
+
+def connection(target: Target, timeout: float,
+               context: Optional[ssl.SSLContext] = None) -> http.client.HTTPConnection:
+    """A plain HTTP connection to ``target``, or HTTPS with its Host as the server name."""
+    host, port, header = target
+    if context is None:
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+    return SNIConnection(host, port, header.split(":")[0], context, timeout)
+
+
+def https_context(cafile: str) -> ssl.SSLContext:
+    """Verify the server against ``cafile`` only (a test CA), host name included."""
+    return ssl.create_default_context(cafile=cafile)
+
+
 class LoadGenerator:
     """Start with :meth:`start`, stop and collect with :meth:`stop`."""
 
     def __init__(self, targets: Sequence[Target], concurrency: int = 4, duration: float = 30.0,
                  max_requests: int = 2_000_000, timeout: float = 10.0, path: str = "/",
-                 rate: Optional[float] = None, fresh: int = 0) -> None:
+                 rate: Optional[float] = None, fresh: int = 0,
+                 context: Optional[ssl.SSLContext] = None) -> None:
         if not targets:
             raise ValueError("no target")
         self.targets = list(targets)
@@ -103,6 +135,7 @@ class LoadGenerator:
         self.interval = concurrency / rate if rate else 0.0
         # How many of the threads open a new connection for every request.
         self.fresh = min(fresh, concurrency)
+        self.context = context
         self.report = Report()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -132,7 +165,7 @@ class LoadGenerator:
             try:
                 conn = conns.get(target)
                 if conn is None:
-                    conn = conns[target] = http.client.HTTPConnection(host, port, timeout=self.timeout)
+                    conn = conns[target] = connection(target, self.timeout, self.context)
                 conn.request("GET", self.path, headers={"Host": header})
                 response = conn.getresponse()
                 body = response.read()
@@ -191,11 +224,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--rate", type=float, help="total requests per second (default: as fast as possible)")
     parser.add_argument("--fresh", type=int, default=0, help="threads that open a new connection per request")
     parser.add_argument("--csv", help="write every request to this file")
+    parser.add_argument("--cafile", help="HTTPS, verified against this CA certificate")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.duration > 3600:
         parser.error("--duration must be in (0, 3600]")
     gen = LoadGenerator([parse_target(t) for t in args.target], args.concurrency, args.duration,
-                        args.max_requests, rate=args.rate, fresh=args.fresh).start()
+                        args.max_requests, rate=args.rate, fresh=args.fresh,
+                        context=https_context(args.cafile) if args.cafile else None).start()
     report = gen.wait()
     if args.csv:
         with open(args.csv, "w", encoding="utf-8") as out:

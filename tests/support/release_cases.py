@@ -19,7 +19,8 @@ through a router during its own restart, none through an edge; then the
 routers refuse the retired key and accept the new one), vault (a release
 with the signing keys in variables and an empty keys directory: 0 failed,
 no key made on the controller's disk, none shown, the boxes' keys as they
-were). The fault matrix of release_faults.py runs between bad and router.
+were). The fault matrix of release_faults.py runs between bad and router;
+the HTTPS case of tls_cases.py runs last (and goes back to plain HTTP).
 """
 
 from __future__ import annotations
@@ -476,12 +477,14 @@ def case_vault_rotate(lab: Lab, keys_dir: str = KEYS_DIR) -> dict:
 CASES = {"good": case_good, "bad": case_bad, "router": case_router, "box": case_box, "rotate": case_rotate,
          "vault": case_vault, "vault_rotate": case_vault_rotate}
 ORDER = ["good", "bad", "hang", "cold", "sigkill", "stats", "concurrent", "inputs", "domains", "scale", "router", "box",
-         "rotate", "vault", "vault_rotate"]
+         "rotate", "vault", "vault_rotate", "https"]
 
 
 def main() -> int:
     from release_faults import CASES as FAULTS
+    from tls_cases import CASES as TLS
     CASES.update(FAULTS)
+    CASES.update(TLS)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--inventory", required=True)
     parser.add_argument("--case", action="append", choices=ORDER, help="default: all, in this order: " + " ".join(ORDER))

@@ -27,6 +27,13 @@ def application(environ, start_response):
     if COLD:
         start_response("503 Service Unavailable", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return [b"cold\n"]
+    if environ.get("PATH_INFO") == "/whoami":
+        # What the app learns of the client: scheme, addresses, forwarded headers.
+        body = "%s scheme=%s https=%s remote=%s xfp=%s xff=%s\n" % (
+            VERSION, environ.get("wsgi.url_scheme"), environ.get("HTTPS", "-"), environ.get("REMOTE_ADDR", "-"),
+            environ.get("HTTP_X_FORWARDED_PROTO", "-"), environ.get("HTTP_X_FORWARDED_FOR", "-"))
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body.encode()]
     body = "%s %s %s %s %d\n" % (VERSION, APP, environ.get("UWSGI_VASSAL", os.environ.get("VASSAL", "-")),
                                  HOST, os.getpid())
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
