@@ -42,6 +42,8 @@ class Sample:
     detail: str
     # A request on a new connection (True) or on a kept-alive one.
     fresh: bool = False
+    # Sent again on a new connection after the server closed the kept-alive one without answering.
+    retried: bool = False
 
     @property
     def ok(self) -> bool:
@@ -78,6 +80,7 @@ class Report:
             # sent/failed on new connections and on kept-alive ones
             "fresh": "%d/%d" % (sum(s.fresh for s in self.samples), sum(s.fresh for s in self.failed)),
             "keepalive": "%d/%d" % (sum(not s.fresh for s in self.samples), sum(not s.fresh for s in self.failed)),
+            "retried": sum(s.retried for s in self.samples),
         }
 
 
@@ -122,7 +125,7 @@ class LoadGenerator:
     def __init__(self, targets: Sequence[Target], concurrency: int = 4, duration: float = 30.0,
                  max_requests: int = 2_000_000, timeout: float = 10.0, path: str = "/",
                  rate: Optional[float] = None, fresh: int = 0,
-                 context: Optional[ssl.SSLContext] = None) -> None:
+                 context: Optional[ssl.SSLContext] = None, retry_idle_close: bool = False) -> None:
         if not targets:
             raise ValueError("no target")
         self.targets = list(targets)
@@ -136,6 +139,10 @@ class LoadGenerator:
         # How many of the threads open a new connection for every request.
         self.fresh = min(fresh, concurrency)
         self.context = context
+        # As HTTP clients do (RFC 9112 9.3.1; browsers, curl, urllib3): a GET sent on a kept-alive connection
+        # that the server closed without any response (an idle connection closed by a reload) is sent again,
+        # once, on a new connection. Counted in the summary's "retried".
+        self.retry_idle_close = retry_idle_close
         self.report = Report()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -158,16 +165,26 @@ class LoadGenerator:
         while not self._stop.is_set() and time.monotonic() < deadline and self._take():
             target = self.targets[i % len(self.targets)]
             i += 1
-            host, port, header = target
+            header = target[2]
             start = time.monotonic()
             status, version, detail = 0, "", ""
             reused = target in conns
+            retried = False
             try:
                 conn = conns.get(target)
                 if conn is None:
                     conn = conns[target] = connection(target, self.timeout, self.context)
-                conn.request("GET", self.path, headers={"Host": header})
-                response = conn.getresponse()
+                try:
+                    conn.request("GET", self.path, headers={"Host": header})
+                    response = conn.getresponse()
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    if not (reused and self.retry_idle_close):
+                        raise
+                    conn.close()
+                    retried = True
+                    conn = conns[target] = connection(target, self.timeout, self.context)
+                    conn.request("GET", self.path, headers={"Host": header})
+                    response = conn.getresponse()
                 body = response.read()
                 status = response.status
                 words = body.split(None, 1)
@@ -182,7 +199,7 @@ class LoadGenerator:
                 if old is not None:
                     old.close()
             sample = Sample(start, time.monotonic() - start, "%s:%d/%s" % target, status, version, detail,
-                            fresh=not reused)
+                            fresh=not reused, retried=retried)
             with self._lock:
                 self.report.samples.append(sample)
             if self.interval:

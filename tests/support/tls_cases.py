@@ -10,7 +10,9 @@ at the end):
   verified against the test CA, with the certificate that SNI chose, through
   the edge and through each router; plain HTTP to the edge is redirected;
   the app sees the scheme and the client's address;
-- a rolling release under HTTPS load (fresh connections and keep-alive);
+- a rolling release under HTTPS load (fresh connections and keep-alive; a
+  GET whose idle kept-alive connection the server closed is sent again on a
+  new one, as HTTP clients do, and counted as retried);
 - a renewal (playbooks/renew_certificates.yml, new keys) under HTTPS load:
   0 failed through the edge; straight through a router only while it
   restarts (uWSGI reads certificates at start); afterwards every listener
@@ -33,7 +35,7 @@ import ssl
 import sys
 import tempfile
 import time
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -136,7 +138,7 @@ def files(lab: Lab, host: str, directory: str) -> str:
 def refuse(lab: Lab, pki: TestPKI, good: List[dict]) -> None:
     """Bad certificates stop site.yml at its checks, with nothing changed on any host."""
     expired_cert, expired_key = pki.leaf(NAMES["shop"], expired=True)
-    other_cert, _ = pki.leaf(NAMES["hello"])
+    other_cert = pki.leaf(NAMES["hello"])[0]
     wrong_cert, wrong_key = pki.leaf(["other.test"])
     bad = {
         "expired": ([good[0], {"name": "shop", "certificate": expired_cert, "private_key": expired_key}],
@@ -151,9 +153,9 @@ def refuse(lab: Lab, pki: TestPKI, good: List[dict]) -> None:
             "ls -la %s %s 2>&1" % (EDGE_TLS_DIR, ROUTER_TLS_DIR)
     before = {h: lab.sh(h, state, check_rc=False) for h in lab.edges + lab.routers}
     for label, (certificates, message) in bad.items():
-        out = lab.playbook("site.yml", "-e", "@" + pki.variables(label.replace(" ", "_"), certificates,
-                                                                  http_router_https=True,
-                                                                  http_router_http_redirect=False))
+        variables = pki.variables(label.replace(" ", "_"), certificates, http_router_https=True,
+                                  http_router_http_redirect=False)
+        out = lab.playbook("site.yml", "-e", "@" + variables)
         text = out.stdout + out.stderr
         found = re.search(message, text)
         print("https: a %s certificate: site.yml rc=%d, %s" % (
@@ -192,8 +194,8 @@ def check_meaning(lab: Lab, pki: TestPKI) -> None:
     print("https: plain HTTP to the edge answers 301 to https://<domain>/<same path> for every domain")
     me = controller_address(lab)
     context = https_context(pki.cafile)
-    _, via_edge, _ = get(lab.ip[lab.edges[0]], 443, "shop.test", "/whoami", context)
-    _, via_router, _ = get(lab.ip[lab.routers[0]], 443, "shop.test", "/whoami", context)
+    via_edge = get(lab.ip[lab.edges[0]], 443, "shop.test", "/whoami", context)[1]
+    via_router = get(lab.ip[lab.routers[0]], 443, "shop.test", "/whoami", context)[1]
     print("https: the app sees, through the edge: %s; through a router: %s" % (via_edge.strip(), via_router.strip()))
     check("xfp=https" in via_edge and ("xff=%s" % me) in via_edge,
           "through the edge the app does not see X-Forwarded-Proto https and the client %s: %s" % (me, via_edge))
@@ -234,14 +236,14 @@ def run(lab: Lab, pki: TestPKI) -> dict:
 
     # A release under HTTPS load.
     gen = LoadGenerator(https_targets(lab), concurrency=6, fresh=3, duration=600, timeout=15,
-                        context=https_context(pki.cafile)).start()
+                        context=https_context(pki.cafile), retry_idle_close=True).start()
     time.sleep(2)
     out, seconds = release(lab, "7tls", "-e", "@" + pki.variables("release", first, **settings))
     time.sleep(2)
     report = gen.stop()
-    print("https: release under HTTPS load: %s playbook=%.1fs rc=%d through=%s fresh=%s keepalive=%s" % (
-        summary_line(report), seconds, out.returncode, lab.by_entry(report), report.summary()["fresh"],
-        report.summary()["keepalive"]))
+    print("https: release under HTTPS load: %s playbook=%.1fs rc=%d through=%s fresh=%s keepalive=%s "
+          "retried=%d" % (summary_line(report), seconds, out.returncode, lab.by_entry(report),
+                          report.summary()["fresh"], report.summary()["keepalive"], report.summary()["retried"]))
     print("https: release summary: %s" % summary_of(out))
     check(out.returncode == 0, "the release under HTTPS failed:\n%s" % out.stdout[-4000:])
     check(not report.failed, "%d HTTPS requests failed during the release: %s" % (
@@ -250,7 +252,7 @@ def run(lab: Lab, pki: TestPKI) -> dict:
     # A renewal (new keys too) under HTTPS load.
     renewed = pki.issue()
     gen = LoadGenerator(https_targets(lab), concurrency=6, fresh=3, duration=600, timeout=15,
-                        context=https_context(pki.cafile)).start()
+                        context=https_context(pki.cafile), retry_idle_close=True).start()
     time.sleep(2)
     start = time.monotonic()
     out = lab.playbook("renew_certificates.yml", "-e", "@" + pki.variables("renewed", renewed, **settings))
@@ -259,10 +261,12 @@ def run(lab: Lab, pki: TestPKI) -> dict:
     report = gen.stop()
     own, other = split_by_router_restarts(lab, report)
     edge_report = [s for s in report.samples if lab.entry(s) in lab.edges]
-    print("https: renewal under HTTPS load: %s playbook=%.1fs rc=%d through=%s; through the edge %d/%d failed; "
+    print("https: renewal under HTTPS load: %s playbook=%.1fs rc=%d through=%s fresh=%s keepalive=%s; through "
+          "the edge %d/%d failed (%d sent again after the reload closed their idle kept-alive connection); "
           "straight through a router during its own restart %d failed, at any other time %d" % (
-              summary_line(report), seconds, out.returncode, lab.by_entry(report),
-              sum(not s.ok for s in edge_report), len(edge_report), len(own), len(other)))
+              summary_line(report), seconds, out.returncode, lab.by_entry(report), report.summary()["fresh"],
+              report.summary()["keepalive"], sum(not s.ok for s in edge_report), len(edge_report),
+              sum(s.retried for s in edge_report), len(own), len(other)))
     check(out.returncode == 0, "the renewal failed:\n%s" % out.stdout[-4000:])
     check(not other, "HTTPS requests failed outside a router's own restart: %s" % (
         sorted({(s.target, s.detail) for s in other})[:10]))
@@ -276,7 +280,7 @@ def run(lab: Lab, pki: TestPKI) -> dict:
     # Back to plain HTTP: the other cases (and a rerun) send plain HTTP through the edge.
     out = lab.playbook("site.yml")
     left = {h: files(lab, h, EDGE_TLS_DIR if h in lab.edges else ROUTER_TLS_DIR).split() for h in lab.edges + lab.routers}
-    status, _ = plain(lab.ip[lab.edges[0]], "shop.test")
+    status = plain(lab.ip[lab.edges[0]], "shop.test")[0]
     print("https: back to plain HTTP: site.yml rc=%d, plain HTTP answers %d, TLS files left: %s" % (
         out.returncode, status, {h: v for h, v in left.items() if v} or "none"))
     check(out.returncode == 0 and status == 200, "going back to plain HTTP failed:\n%s" % out.stdout[-3000:])

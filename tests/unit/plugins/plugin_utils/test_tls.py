@@ -420,7 +420,7 @@ def test_test_ca_cli_refuses_bad_arguments(tmp_path, argv, capsys):
 
 
 def test_server_names_are_the_domains_given_else_the_certificates_own():
-    cert, _ = leaf(["a.example.com", "*.b.example.com"])
+    cert = leaf(["a.example.com", "*.b.example.com"])[0]
     assert server_names({"certificate": cert}) == ["a.example.com", "*.b.example.com"]
     assert server_names({"certificate": cert, "domains": ["a.example.com"]}) == ["a.example.com"]
     assert tls_filter.tls_names(cert) == ["a.example.com", "*.b.example.com"]
@@ -430,8 +430,8 @@ def test_server_names_are_the_domains_given_else_the_certificates_own():
 
 
 def test_probes_ask_one_name_per_certificate_or_every_domain_a_certificate_serves():
-    wild, _ = leaf(["*.hello.test"])
-    shop, _ = leaf(["shop.test", "www.shop.test"])
+    wild = leaf(["*.hello.test"])[0]
+    shop = leaf(["shop.test", "www.shop.test"])[0]
     certificates = [{"name": "hello", "certificate": wild}, {"name": "shop", "certificate": shop}]
     assert probes(certificates) == {"probe.hello.test": fingerprint(wild), "shop.test": fingerprint(shop)}
     assert probes(certificates, ["www.hello.test", "www.shop.test", "nobody.test"]) == {
