@@ -27,7 +27,7 @@ LAB_ENV := set -a; [ ! -f lab/state/podman.env ] || . lab/state/podman.env; set 
 help:
 	@echo "make demo         install what is missing, build the lab (2 routers, 2 app boxes), show it"
 	@echo "make test         every test tier below, then a table of durations, results and counts"
-	@echo "  make lint         ansible-lint --profile production"
+	@echo "  make lint         ansible-lint --profile production, antsibull-docs lint-collection-docs"
 	@echo "  make sanity       ansible-test sanity on the built collection (includes build-check)"
 	@echo "  make unit         pytest tests/unit"
 	@echo "  make integration  pytest tests/integration (real uWSGI on loopback)"
@@ -49,7 +49,7 @@ deps:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: test-requirements.txt
 	@PYTHON=$(PYTHON) tools/venv.sh
 
 collection-link:
@@ -70,6 +70,7 @@ test: setup
 
 lint: venv collection-link
 	ansible-lint
+	tools/docs-lint.sh
 
 sanity: venv
 	tools/sanity.sh

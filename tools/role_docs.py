@@ -17,7 +17,7 @@ import argparse
 import os
 import re
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import yaml
 
@@ -35,10 +35,11 @@ def plain(text: Any) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def default_of(spec: Dict[str, Any]) -> str:
-    if "default" not in spec:
+def default_of(spec: Dict[str, Any], templated: Any = None) -> str:
+    """The spec's default, or the templated one of defaults/main.yml (a typed option's spec leaves it out)."""
+    if "default" not in spec and templated is None:
         return "required" if spec.get("required") else ""
-    value = spec["default"]
+    value = spec.get("default", templated)
     if isinstance(value, bool):
         value = "true" if value else "false"
     return "`%s`" % yaml.safe_dump(value, default_flow_style=True).strip().replace("...", "").strip() \
@@ -54,11 +55,13 @@ def type_of(spec: Dict[str, Any]) -> str:
     return kind
 
 
-def table(options: Dict[str, Any], prefix: str = "") -> List[str]:
+def table(options: Dict[str, Any], prefix: str = "", defaults: Optional[Dict[str, Any]] = None) -> List[str]:
     lines = ["| Variable | Type | Default | Description |", "|---|---|---|---|"]
     nested = []
     for name, spec in options.items():
-        lines.append("| `%s%s` | %s | %s | %s |" % (prefix, name, type_of(spec), default_of(spec),
+        value = (defaults or {}).get(name)
+        templated = value if isinstance(value, str) and "{{" in value else None
+        lines.append("| `%s%s` | %s | %s | %s |" % (prefix, name, type_of(spec), default_of(spec, templated),
                                                     plain(spec.get("description"))))
         if spec.get("options"):
             nested.append((name, spec))
@@ -71,13 +74,18 @@ def table(options: Dict[str, Any], prefix: str = "") -> List[str]:
 def render(role_dir: str) -> str:
     with open(os.path.join(role_dir, "meta", "argument_specs.yml")) as handle:
         specs = yaml.safe_load(handle)["argument_specs"]
+    defaults_file = os.path.join(role_dir, "defaults", "main.yml")
+    defaults = {}
+    if os.path.exists(defaults_file):
+        with open(defaults_file) as handle:
+            defaults = yaml.safe_load(handle) or {}
     lines = [BEGIN, "<!-- Generated from meta/argument_specs.yml by tools/role_docs.py. -->", ""]
     if "main" in specs:
-        lines += table(specs["main"]["options"])
+        lines += table(specs["main"]["options"], defaults=defaults)
     else:
         for entry, spec in specs.items():
             lines += ["### `tasks_from: %s`" % entry, "", plain(spec.get("short_description")), ""]
-            lines += table(spec.get("options") or {}) + [""]
+            lines += table(spec.get("options") or {}, defaults=defaults) + [""]
         lines.pop()
     return "\n".join(lines + ["", END])
 

@@ -26,6 +26,7 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/graceful-uwsgi-sanity.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 tools/build-check.sh "$work"
+tools/galaxy-importer.sh
 cd "$work/ansible_collections/graceful/uwsgi"
 echo "sanity: ansible-test sanity --venv --python $PY in $PWD"
 ansible-test sanity --venv --python "$PY" --color no 2>&1 | grep -v -E '^WARNING: Location .* is ignored'

@@ -36,7 +36,7 @@ description:
     second run with the same staging finds nothing left to do.
   - The vassal options this relies on (a unix socket per vassal named after it, a master FIFO,
     C(start-unsubscribed), C(hook-accepting1-once) that subscribes it, C(subscribe-freq = 1), no
-    C(unsubscribe-on-graceful-reload)) are what the P(graceful.uwsgi.emperor#role) role renders. The
+    C(unsubscribe-on-graceful-reload)) are what the C(graceful.uwsgi.emperor) role renders. The
     design and the uWSGI behaviour it rests on are in C(docs/reload-design.md) of the collection.
 author:
   - graceful.uwsgi maintainers (@graceful-uwsgi)
