@@ -5,21 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-PYTHON=${PYTHON:-python3}
 VENV=.cache/venv-docs-lint
 PINS=(antsibull-docs==2.28.0 ansible-core==2.19.14)
 COLLECTION=.cache/collections/ansible_collections/graceful/uwsgi
 
 die() { echo "docs-lint: error: $*" >&2; exit 1; }
 
-if [ ! -f "$VENV/.installed" ] || [ "$(cat "$VENV/.installed")" != "${PINS[*]}" ]; then
-  echo "docs-lint: installing ${PINS[*]} into $VENV (log: $VENV/pip.log)"
-  rm -rf "$VENV"
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check "${PINS[@]}" >"$VENV/pip.log" 2>&1 \
-    || die "pip install failed (is PyPI reachable? log: $VENV/pip.log)"
-  echo "${PINS[*]}" > "$VENV/.installed"
-fi
+tools/pinned-venv.sh "$VENV" "${PINS[@]}"
 [ -d "$COLLECTION" ] || die "$COLLECTION is missing: run make collection-link"
 cd "$COLLECTION"
 # antsibull-docs runs ansible-doc: the one of its own virtualenv.

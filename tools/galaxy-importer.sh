@@ -7,7 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PYTHON=${PYTHON:-python3}
 VENV=.cache/venv-galaxy-importer
 PINS=(galaxy-importer==0.4.44)
 
@@ -15,14 +14,7 @@ die() { echo "galaxy-importer: error: $*" >&2; exit 1; }
 
 tarball=$(ls "$ROOT"/.cache/build/graceful-uwsgi-*.tar.gz 2>/dev/null | head -n 1)
 [ -n "$tarball" ] || die "no tarball in .cache/build: run tools/build-check.sh first"
-if [ ! -f "$VENV/.installed" ] || [ "$(cat "$VENV/.installed")" != "${PINS[*]}" ]; then
-  echo "galaxy-importer: installing ${PINS[*]} into $VENV (log: $VENV/pip.log)"
-  rm -rf "$VENV"
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check "${PINS[@]}" >"$VENV/pip.log" 2>&1 \
-    || die "pip install failed (is PyPI reachable? log: $VENV/pip.log)"
-  echo "${PINS[*]}" > "$VENV/.installed"
-fi
+tools/pinned-venv.sh "$VENV" "${PINS[@]}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 printf '[galaxy-importer]\nRUN_ANSIBLE_TEST = False\nRUN_ANSIBLE_LINT = True\n' > "$work/galaxy-importer.cfg"
