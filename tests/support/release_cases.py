@@ -492,6 +492,7 @@ def main() -> int:
     lab = Lab(args.inventory)
     failures = []
     for name in args.case or ORDER:
+        started = time.monotonic()
         try:
             CASES[name](lab)
         except CaseFailed as exc:
@@ -500,6 +501,8 @@ def main() -> int:
         except Exception:  # noqa: BLE001 - a broken case must not hide the ones after it
             print("%s: FAILED with an error: %s" % (name, traceback.format_exc().replace("\n", " | ")))
             failures.append(name)
+        # What each case costs, for keeping the scenario's minutes in check.
+        print("%s: case took %.0f s" % (name, time.monotonic() - started))
         sys.stdout.flush()
         sys.stderr.flush()
     failed = " (%s)" % ", ".join(failures) if failures else ""
