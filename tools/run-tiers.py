@@ -22,9 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG_DIR = os.path.join(ROOT, ".cache", "test-logs")
 TIERS = ("lint", "sanity", "unit", "integration", "molecule")
 # Seconds each tier may take (TIER_TIMEOUT overrides them all): ceilings that
-# stop a hung tier, not budgets.  Molecule includes building the lab image on
-# a new machine.  A whole run took 77 minutes on CI (molecule 62 of them, its
-# release cases print what each costs), against CI's limit of 90.
+# stop a hung tier, not budgets (what the tiers take: DEVELOPERS.md, Tests).
+# Molecule includes building the lab image on a new machine.
 TIER_TIMEOUTS = {"lint": 900, "sanity": 1200, "unit": 600, "integration": 1800, "molecule": 4200}
 if os.environ.get("TIER_TIMEOUT"):
     TIER_TIMEOUTS = dict.fromkeys(TIERS, int(os.environ["TIER_TIMEOUT"]))
@@ -75,8 +74,19 @@ COUNTERS = {
 }
 
 
-def run_tier(tier: str) -> tuple[str, float, str]:
-    """Run `make TIER`, streaming and logging its output; return (status, seconds, counts)."""
+# Lines that say what failed: a lab case or security check ("name: FAILED:
+# ..."), a pytest test, an Ansible task, a lint rule.  CI shows only the end of
+# its log, so the summary repeats the last of them for each failed tier.
+FAILURE_LINE = re.compile(r"\b[a-z_]+: FAILED\b|^FAILED (?!- RETRYING)|^(fatal|failed): \[|^ERROR |\[ERROR\]|^Molecule .* failed")
+
+
+def failure_lines(text: str, limit: int = 12, width: int = 400) -> list[str]:
+    found = [line.strip() for line in text.splitlines() if FAILURE_LINE.search(line.strip())]
+    return [line[:width] + (" [...]" if len(line) > width else "") for line in found[-limit:]]
+
+
+def run_tier(tier: str) -> tuple[str, float, str, list[str]]:
+    """Run `make TIER`, streaming and logging its output; return (status, seconds, counts, what failed)."""
     os.makedirs(LOG_DIR, exist_ok=True)
     log_path = os.path.join(LOG_DIR, f"{tier}.log")
     print(f"\n===== {tier} =====", flush=True)
@@ -105,20 +115,8 @@ def run_tier(tier: str) -> tuple[str, float, str]:
     sys.stdout.flush()
     status = "TIMEOUT" if timed_out.is_set() else "passed" if code == 0 else "FAILED"
     with open(log_path, encoding="utf-8") as handle:
-        counts = COUNTERS[tier](handle.read())
-    return status, time.monotonic() - started, counts
-
-
-# Lines that say what failed: a lab case or security check ("name: FAILED:
-# ..."), a pytest test, an Ansible task, a lint rule.  CI shows only the end of
-# its log, so the summary repeats the last of them for each failed tier.
-FAILURE_LINE = re.compile(r"\b[a-z_]+: FAILED\b|^FAILED (?!- RETRYING)|^(fatal|failed): \[|^ERROR |\[ERROR\]|^Molecule .* failed")
-
-
-def failure_lines(tier: str, limit: int = 12, width: int = 400) -> list[str]:
-    with open(os.path.join(LOG_DIR, f"{tier}.log"), encoding="utf-8") as handle:
-        found = [line.strip() for line in handle if FAILURE_LINE.search(line.strip())]
-    return [line[:width] + (" [...]" if len(line) > width else "") for line in found[-limit:]]
+        text = handle.read()
+    return status, time.monotonic() - started, COUNTERS[tier](text), failure_lines(text) if status != "passed" else []
 
 
 def table(rows: list[tuple[str, str, float, str]]) -> str:
@@ -142,9 +140,10 @@ def main(argv: list[str]) -> int:
         print(f"run-tiers: unknown tier(s) {', '.join(unknown)}; known: {', '.join(TIERS)}", file=sys.stderr)
         return 2
     rows = []
+    why = {}
     started = time.monotonic()
     for tier in tiers:
-        status, seconds, counts = run_tier(tier)
+        status, seconds, counts, why[tier] = run_tier(tier)
         rows.append((tier, status, seconds, counts))
     total = time.monotonic() - started
     failed = [row[0] for row in rows if row[1] != "passed"]
@@ -154,7 +153,7 @@ def main(argv: list[str]) -> int:
     print(f"tiers: {len(rows) - len(failed)} passed, {len(failed)} failed")
     for tier in failed:
         print(f"\n{tier}: what failed (last lines of .cache/test-logs/{tier}.log that say so):")
-        print("\n".join("  " + line for line in failure_lines(tier)) or "  (no line says; read the log)")
+        print("\n".join("  " + line for line in why[tier]) or "  (no line says; read the log)")
     return 1 if failed else 0
 
 
