@@ -1,0 +1,226 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: graceful.uwsgi contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: write_files
+short_description: Write a set of small files in one step
+version_added: 0.1.0
+description:
+  - Brings every file of O(files) to its content, owner, group and mode in one module call. A release stages
+    its signing keys, environments and vassal files with it in one round trip per box, instead of one task
+    (about three round trips) per file with M(ansible.builtin.copy) or M(ansible.builtin.template).
+  - A changed file is written to a new file in the same directory (owner and mode set before the content) and
+    renamed over the old one, so a reader never sees half a file. Nothing is followed; a symlink or other
+    non-regular file at a path is replaced by a regular file.
+  - Every parent directory must exist (create it with M(ansible.builtin.file) first); in check mode a missing
+    directory or an unknown owner only counts as a change.
+  - Render templates on the controller, for example with the P(ansible.builtin.template#lookup) lookup.
+author:
+  - graceful.uwsgi maintainers (@graceful-uwsgi)
+options:
+  files:
+    description:
+      - The files to write, each with its own attributes; an attribute an entry leaves out is the module's
+        (O(owner), O(group), O(mode), O(show_content)).
+      - O(files) and O(contents) may both be given; with neither, nothing changes.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path of the file.
+        type: path
+        required: true
+      content:
+        description: The whole content of the file (text, written as UTF-8).
+        type: str
+        required: true
+      owner:
+        description: User that owns the file (default O(owner)).
+        type: str
+      group:
+        description: Group of the file (default O(group)).
+        type: str
+      mode:
+        description: Permissions, as an octal string (default O(mode)).
+        type: str
+      show_content:
+        description: Whether C(--diff) shows the content (default O(show_content)).
+        type: bool
+  contents:
+    description:
+      - Files that share the module's attributes, as a dict of absolute path to content.
+    type: dict
+    default: {}
+  owner:
+    description: User that owns the files; a new file is owned by the user the module runs as when unset.
+    type: str
+  group:
+    description: Group of the files; a new file gets the running user's group when unset.
+    type: str
+  mode:
+    description: Permissions of the files, as an octal string.
+    type: str
+    default: "0644"
+  show_content:
+    description:
+      - Whether C(--diff) shows the content. With V(false) it shows only that a file changes; use it for
+        secrets, together with C(no_log) on the task.
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - graceful.uwsgi.attributes
+attributes:
+  diff_mode:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Install the public key of two domains
+  graceful.uwsgi.write_files:
+    contents:
+      /etc/uwsgi-http-router/keys/shop.test.pem: "{{ shop_public_key }}"
+      /etc/uwsgi-http-router/keys/www.shop.test.pem: "{{ shop_public_key }}"
+    group: uwsgi-router
+    mode: "0640"
+
+- name: Install a private key and an environment (neither shown in --diff or the log)
+  graceful.uwsgi.write_files:
+    files:
+      - path: /etc/uwsgi-emperor/keys/shop.pem
+        content: "{{ vault_shop_key }}"
+        owner: uwsgi-app
+        mode: "0600"
+      - path: /etc/uwsgi-emperor/env/shop.ini
+        content: "{{ lookup('ansible.builtin.template', 'shop-env.ini.j2') }}"
+        group: uwsgi-app
+        mode: "0640"
+    show_content: false
+  no_log: true
+"""
+
+RETURN = r"""
+changed_files:
+  description: The paths whose content, owner, group or mode changed (or would change, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/uwsgi-emperor/staging/shop_01.ini]
+"""
+
+import grp
+import os
+import pwd
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_bytes, to_text
+
+from ansible_collections.graceful.uwsgi.plugins.module_utils.file_set import (
+    NOTHING, WRITE, Wanted, apply_file, parse_mode, plan_file, read_current)
+
+HIDDEN = "(content not shown)\n"
+
+
+def wanted_of(entry, check_mode):
+    """The Wanted file of one entry; ValueError naming its path."""
+    path = entry["path"]
+    where = path
+    if not os.path.isabs(path):
+        raise ValueError("%s: path must be absolute" % where)
+    try:
+        mode = parse_mode(entry["mode"])
+    except ValueError as exc:
+        raise ValueError("%s: %s" % (where, exc))
+    ids = []
+    for kind, lookup in (("owner", lambda name: pwd.getpwnam(name).pw_uid), ("group", lambda name: grp.getgrnam(name).gr_gid)):
+        name = entry[kind]
+        if name is None:
+            ids.append(None)
+            continue
+        try:
+            ids.append(lookup(name))
+        except KeyError:
+            if not check_mode:
+                raise ValueError("%s: %s %s does not exist" % (where, kind, name))
+            ids.append(-2)  # a user that will exist later: always a change
+    return Wanted(path=path, content=to_bytes(entry["content"], errors="surrogate_or_strict"), mode=mode, uid=ids[0], gid=ids[1])
+
+
+def diff_of(current, wanted, shown):
+    def text(content):
+        return to_text(content, errors="surrogate_or_replace") if shown else HIDDEN
+    before = "" if current is None or not current.regular else text(current.content)
+    return dict(before=before, after=text(wanted.content), before_header=wanted.path, after_header=wanted.path)
+
+
+def entries_of(params):
+    """O(files) then O(contents), each with the module's attributes where it sets none."""
+    defaults = dict((key, params[key]) for key in ("owner", "group", "mode", "show_content"))
+    for entry in params["files"]:
+        yield dict((key, defaults[key] if entry.get(key) is None else entry[key]) for key in defaults), entry
+    for path, content in sorted(params["contents"].items()):
+        yield defaults, dict(path=path, content=content)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            files=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="path", required=True),
+                content=dict(type="str", required=True),
+                owner=dict(type="str"),
+                group=dict(type="str"),
+                mode=dict(type="str"),
+                show_content=dict(type="bool"),
+            )),
+            contents=dict(type="dict", default={}),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+            mode=dict(type="str", default="0644"),
+            show_content=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    wanted = []
+    seen = set()
+    for attributes, entry in entries_of(module.params):
+        entry = dict(attributes, path=os.path.expanduser(str(entry["path"])), content=str(entry["content"]))
+        try:
+            item = wanted_of(entry, module.check_mode)
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+        if item.path in seen:
+            module.fail_json(msg="%s is listed twice" % item.path)
+        if not os.path.isdir(os.path.dirname(item.path)) and not module.check_mode:
+            module.fail_json(msg="%s: directory %s does not exist" % (item.path, os.path.dirname(item.path)))
+        seen.add(item.path)
+        wanted.append((item, entry["show_content"]))
+    changed_files, diffs = [], []
+    # Every entry is checked above before the first write.
+    for item, shown in wanted:
+        try:
+            current = read_current(item.path)
+            action = plan_file(current, item)
+            if action == NOTHING:
+                continue
+            changed_files.append(item.path)
+            if action == WRITE and module._diff:
+                diffs.append(diff_of(current, item, shown))
+            if not module.check_mode:
+                apply_file(action, item)
+        except OSError as exc:
+            module.fail_json(msg="%s: %s" % (item.path, exc), changed_files=changed_files)
+    result = dict(changed=bool(changed_files), changed_files=changed_files)
+    if diffs:
+        result["diff"] = diffs
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

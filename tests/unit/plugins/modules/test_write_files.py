@@ -1,0 +1,73 @@
+"""The write_files module: check mode, the diff (hidden for secrets), attributes, and messages naming the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.graceful.uwsgi.plugins.modules import write_files
+
+
+def run(capsys, **args):
+    with patch_module_args(args), pytest.raises(SystemExit):
+        write_files.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_check_mode_shows_the_plan_and_writes_nothing(capsys, tmp_path):
+    path = str(tmp_path / "a.ini")
+    result = run(capsys, contents={path: "[uwsgi]\n"}, mode="0640", _ansible_check_mode=True, _ansible_diff=True)
+    assert result["changed"] and result["changed_files"] == [path]
+    assert result["diff"] == [{"before": "", "after": "[uwsgi]\n", "before_header": path, "after_header": path}]
+    assert not os.path.exists(path)
+
+
+def test_writes_then_reports_no_change(capsys, tmp_path):
+    files = [{"path": str(tmp_path / "key.pem"), "content": "KEY\n", "mode": "0600"}]
+    result = run(capsys, files=files, contents={str(tmp_path / "b.ini"): "b\n"}, mode="0640")
+    assert result["changed"] and sorted(result["changed_files"]) == sorted([str(tmp_path / "key.pem"), str(tmp_path / "b.ini")])
+    assert stat.S_IMODE(os.stat(str(tmp_path / "key.pem")).st_mode) == 0o600  # the entry's own mode
+    assert stat.S_IMODE(os.stat(str(tmp_path / "b.ini")).st_mode) == 0o640  # the module's mode
+    again = run(capsys, files=files, contents={str(tmp_path / "b.ini"): "b\n"}, mode="0640")
+    assert again["changed"] is False and again["changed_files"] == []
+
+
+def test_a_secret_is_not_in_the_diff(capsys, tmp_path):
+    path = tmp_path / "key.pem"
+    path.write_text("OLD SECRET\n")
+    result = run(capsys, contents={str(path): "NEW SECRET\n"}, show_content=False, _ansible_diff=True)
+    assert "SECRET" not in json.dumps(result["diff"])
+    assert path.read_text() == "NEW SECRET\n"
+
+
+def test_only_the_mode_changes(capsys, tmp_path):
+    path = tmp_path / "a.ini"
+    path.write_text("a\n")
+    path.chmod(0o666)
+    result = run(capsys, contents={str(path): "a\n"}, mode="0640", _ansible_diff=True)
+    assert result["changed"] and "diff" not in result
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("args,message", [
+    ({"contents": {"relative.ini": "x"}}, "relative.ini: path must be absolute"),
+    ({"contents": {"/tmp/x.ini": "x"}, "mode": "rw-r--r--"}, "/tmp/x.ini: mode must be an octal string"),
+    ({"contents": {"/tmp/x.ini": "x"}, "owner": "no-such-user-here"}, "/tmp/x.ini: owner no-such-user-here does not exist"),
+    ({"contents": {"/nonexistent/dir/x.ini": "x"}}, "/nonexistent/dir/x.ini: directory /nonexistent/dir does not exist"),
+    ({"contents": {"/tmp/x.ini": "x"}, "files": [{"path": "/tmp/x.ini", "content": "y"}]}, "/tmp/x.ini is listed twice"),
+])
+def test_bad_input_names_the_file(capsys, args, message):
+    result = run(capsys, **args)
+    assert result["failed"] and message in result["msg"], result["msg"]
+    assert not os.path.exists("/tmp/x.ini")
+
+
+def test_nothing_is_written_when_a_later_entry_is_bad(capsys, tmp_path):
+    first = str(tmp_path / "first.ini")
+    result = run(capsys, contents={first: "x", str(tmp_path / "missing" / "second.ini"): "y"})
+    assert result["failed"] and "missing does not exist" in result["msg"]
+    assert not os.path.exists(first)
