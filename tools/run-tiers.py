@@ -77,7 +77,7 @@ COUNTERS = {
 # Lines that say what failed: a lab case or security check ("name: FAILED:
 # ..."), a pytest test, an Ansible task, a lint rule.  CI shows only the end of
 # its log, so the summary repeats the last of them for each failed tier.
-FAILURE_LINE = re.compile(r"\b[a-z_]+: FAILED\b|^FAILED (?!- RETRYING)|^(fatal|failed): \[|^ERROR |\[ERROR\]|^Molecule .* failed")
+FAILURE_LINE = re.compile(r"\b[a-z_]+: FAILED\b|^FAILED (?!- RETRYING)|^(fatal|failed): \[|^ERROR[: ]|\[ERROR\]|^Molecule .* failed")
 
 
 def failure_lines(text: str, limit: int = 12, width: int = 400) -> list[str]:

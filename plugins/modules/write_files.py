@@ -190,7 +190,7 @@ def main():
     wanted = []
     seen = set()
     for attributes, entry in entries_of(module.params):
-        entry = dict(attributes, path=os.path.expanduser(str(entry["path"])), content=str(entry["content"]))
+        entry = dict(attributes, path=str(entry["path"]), content=str(entry["content"]))
         try:
             item = wanted_of(entry, module.check_mode)
         except ValueError as exc:
