@@ -19,6 +19,8 @@ description:
     key pair; an existing key (for example one restored from a vault) is kept as it is.
   - With O(private_key) instead (a key kept in a variable, for example with Ansible Vault) it writes nothing and
     returns the public key of that private key.
+  - O(paths) and O(private_keys) do the same for several keys in one call (one module run for all the apps of a
+    cluster) and return their public keys in RV(public_keys), in the same order.
   - Needs the C(cryptography) Python library where it runs (ansible-core depends on it).
 author:
   - graceful.uwsgi maintainers (@graceful-uwsgi)
@@ -26,12 +28,20 @@ options:
   path:
     description:
       - Path of the private key; the public key goes to the same path with C(.pub).
-      - One of O(path) and O(private_key) is required.
+      - One of O(path), O(paths), O(private_key) and O(private_keys) is required.
     type: path
+  paths:
+    description: Paths of several private keys, each as O(path).
+    type: list
+    elements: path
   private_key:
     description:
       - An unencrypted RSA private key (PEM) to use instead of a file; nothing is written, and it is never logged.
     type: str
+  private_keys:
+    description: Several private keys, each as O(private_key).
+    type: list
+    elements: str
   size:
     description: Key size in bits of a new key.
     type: int
@@ -47,6 +57,12 @@ EXAMPLES = r"""
 - name: Create the signing key of the shop app on the controller
   graceful.uwsgi.subscription_key:
     path: "{{ lookup('ansible.builtin.env', 'HOME') }}/.graceful-uwsgi/keys/shop.pem"
+  delegate_to: localhost
+  run_once: true
+
+- name: Create the signing keys of every app in one step
+  graceful.uwsgi.subscription_key:
+    paths: "{{ ['shop', 'blog'] | map('regex_replace', '^', '/root/.graceful-uwsgi/keys/') | map('regex_replace', '$', '.pem') }}"
   delegate_to: localhost
   run_once: true
 
@@ -66,6 +82,12 @@ public_path:
   description: Where the public key is.
   returned: when O(path) is given
   type: str
+public_keys:
+  description: The public keys (PEM) of O(paths) or O(private_keys), in their order; an empty string in check mode
+    for a key that does not exist yet.
+  returned: when O(paths) or O(private_keys) is given
+  type: list
+  elements: str
 """
 
 import os
@@ -105,53 +127,34 @@ def public_pem_of(key):
                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path"),
-            private_key=dict(type="str", no_log=True),
-            size=dict(type="int", default=2048),
-        ),
-        required_one_of=[("path", "private_key")],
-        mutually_exclusive=[("path", "private_key")],
-        supports_check_mode=True,
-    )
-    if not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"), exception=CRYPTOGRAPHY_ERROR)
-    if module.params["private_key"] is not None:
-        try:
-            key = load_rsa_key(module.params["private_key"].encode(), "private_key")
-        except ValueError as exc:
-            module.fail_json(msg=str(exc))
-        module.exit_json(changed=False, public_key=public_pem_of(key))
-    path = module.params["path"]
-    size = module.params["size"]
-    if size < 2048:
-        module.fail_json(msg="size=%d is too small: use 2048 bits or more" % size)
+def public_key_of_pem(pem, what):
+    """(False, the public key of ``pem``); ValueError naming ``what``."""
+    return False, public_pem_of(load_rsa_key(pem.encode(), what))
+
+
+def public_key_of_file(path, size, check_mode):
+    """(changed, public key) of the key at ``path``, made (with its .pub) if missing; ValueError on a bad key."""
     public_path = public_path_of(path)
-    directory = os.path.dirname(path) or "."
     changed = False
     if os.path.exists(path):
         try:
             with open(path, "rb") as handle:
                 key = load_rsa_key(handle.read(), path)
         except OSError as exc:
-            module.fail_json(msg="%s is not readable: %s" % (path, exc))
-        except ValueError as exc:
-            module.fail_json(msg=str(exc))
+            raise ValueError("%s is not readable: %s" % (path, exc))
     else:
+        if check_mode:
+            return True, ""
         changed = True
-        if module.check_mode:
-            module.exit_json(changed=True, public_key="", public_path=public_path)
         key = rsa.generate_private_key(public_exponent=65537, key_size=size)
         try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
+            os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
         except OSError as exc:
-            module.fail_json(msg="cannot write the private key %s: %s" % (path, exc))
+            raise ValueError("cannot write the private key %s: %s" % (path, exc))
     public_pem = public_pem_of(key)
     current = None
     if os.path.exists(public_path):
@@ -159,10 +162,51 @@ def main():
             current = handle.read()
     if current != public_pem:
         changed = True
-        if not module.check_mode:
+        if not check_mode:
             with open(public_path, "w") as handle:
                 handle.write(public_pem)
-    module.exit_json(changed=changed, public_key=public_pem, public_path=public_path)
+    return changed, public_pem
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path"),
+            paths=dict(type="list", elements="path"),
+            private_key=dict(type="str", no_log=True),
+            private_keys=dict(type="list", elements="str", no_log=True),
+            size=dict(type="int", default=2048),
+        ),
+        required_one_of=[("path", "paths", "private_key", "private_keys")],
+        mutually_exclusive=[("path", "paths", "private_key", "private_keys")],
+        supports_check_mode=True,
+    )
+    if not HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=CRYPTOGRAPHY_ERROR)
+    size = module.params["size"]
+    if size < 2048:
+        module.fail_json(msg="size=%d is too small: use 2048 bits or more" % size)
+    params = module.params
+    if params["private_key"] is not None or params["private_keys"] is not None:
+        pems = [params["private_key"]] if params["private_key"] is not None else params["private_keys"]
+        names = ["private_key"] if params["private_key"] is not None else ["private_keys[%d]" % i for i in range(len(pems))]
+        work = [(lambda pem=pem, name=name: public_key_of_pem(pem, name)) for pem, name in zip(pems, names)]
+    else:
+        paths = [params["path"]] if params["path"] is not None else params["paths"]
+        work = [(lambda path=path: public_key_of_file(path, size, module.check_mode)) for path in paths]
+    changed, public_keys = False, []
+    for step in work:
+        try:
+            step_changed, public_key = step()
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+        changed = changed or step_changed
+        public_keys.append(public_key)
+    if params["path"] is not None:
+        module.exit_json(changed=changed, public_key=public_keys[0], public_path=public_path_of(params["path"]))
+    if params["private_key"] is not None:
+        module.exit_json(changed=False, public_key=public_keys[0])
+    module.exit_json(changed=changed, public_keys=public_keys)
 
 
 if __name__ == "__main__":
