@@ -46,6 +46,8 @@ def measured(lab: Lab, version: str, rate: float, *extra: str) -> dict:
         print(out.stdout[-3000:])
         raise SystemExit("release %s failed or printed no summary (rc=%d)" % (version, out.returncode))
     s = report.summary()
+    if s["failed"]:
+        print("release %s: %d failed of %d: %s" % (version, s["failed"], s["sent"], s["failures"]))
     return {"wall": seconds, "reload": float(reload_time.group(1)), "boxes": int(boxes.group(1)),
             "sent": s["sent"], "failed": s["failed"], "p99": s["p99_latency"], "max": s["max_latency"]}
 
