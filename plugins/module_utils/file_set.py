@@ -71,10 +71,16 @@ def read_current(path: str) -> Optional[Current]:
 def apply_file(action: str, wanted: Wanted) -> None:
     """Carry out ``action`` (from :func:`plan_file`) for ``wanted``."""
     if action == ATTRIBUTES:
-        if wanted.uid is not None or wanted.gid is not None:
-            os.chown(wanted.path, -1 if wanted.uid is None else wanted.uid,
-                     -1 if wanted.gid is None else wanted.gid, follow_symlinks=False)
-        os.chmod(wanted.path, wanted.mode)
+        # On the open file: a symlink swapped in meanwhile fails to open instead of being followed.
+        fd = os.open(wanted.path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError("%s is no longer a regular file" % wanted.path)
+            if wanted.uid is not None or wanted.gid is not None:
+                os.fchown(fd, -1 if wanted.uid is None else wanted.uid, -1 if wanted.gid is None else wanted.gid)
+            os.fchmod(fd, wanted.mode)
+        finally:
+            os.close(fd)
         return
     if action != WRITE:
         return
@@ -99,8 +105,11 @@ def apply_file(action: str, wanted: Wanted) -> None:
         raise
 
 
-def parse_mode(mode: str) -> int:
-    """An octal mode string ('0640', '640') as an int; ValueError for anything else."""
+def parse_mode(mode: object) -> int:
+    """An octal mode string ('0640', '640') as an int, or a number as it is (YAML reads 0640 as 416);
+    ValueError for anything else."""
+    if isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode <= 0o7777:
+        return mode
     if not isinstance(mode, str) or not mode or len(mode) > 4 or any(c not in "01234567" for c in mode):
         raise ValueError("mode must be an octal string such as '0640', got %r" % (mode,))
     return int(mode, 8)

@@ -76,7 +76,7 @@ EXAMPLES = r"""
 RETURN = r"""
 public_key:
   description: The public key (PEM); empty in check mode when the key does not exist yet.
-  returned: always
+  returned: when O(path) or O(private_key) is given
   type: str
 public_path:
   description: Where the public key is.

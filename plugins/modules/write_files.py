@@ -15,7 +15,7 @@ description:
     its signing keys, environments and vassal files with it in one round trip per box, instead of one task
     (about three round trips) per file with M(ansible.builtin.copy) or M(ansible.builtin.template).
   - A changed file is written to a new file in the same directory (owner and mode set before the content) and
-    renamed over the old one, so a reader never sees half a file. Nothing is followed; a symlink or other
+    renamed over the old one, so a reader never sees half a file. No symlink is followed; a symlink or other
     non-regular file at a path is replaced by a regular file.
   - Every parent directory must exist (create it with M(ansible.builtin.file) first); in check mode a missing
     directory or an unknown owner only counts as a change.
@@ -47,8 +47,8 @@ options:
         description: Group of the file (default O(group)).
         type: str
       mode:
-        description: Permissions, as an octal string (default O(mode)).
-        type: str
+        description: Permissions (default O(mode)), as O(mode).
+        type: raw
       show_content:
         description: Whether C(--diff) shows the content (default O(show_content)).
         type: bool
@@ -58,14 +58,19 @@ options:
     type: dict
     default: {}
   owner:
-    description: User that owns the files; a new file is owned by the user the module runs as when unset.
+    description:
+      - User that owns the files. When unset, an existing file keeps its owner and a new one is owned by the user
+        the module runs as.
     type: str
   group:
-    description: Group of the files; a new file gets the running user's group when unset.
+    description:
+      - Group of the files. When unset, an existing file keeps its group and a new one gets the running user's.
     type: str
   mode:
-    description: Permissions of the files, as an octal string.
-    type: str
+    description:
+      - Permissions of the files, as an octal string such as V("0640"); a number is taken as is, as
+        M(ansible.builtin.file) takes it (YAML reads an unquoted C(0640) as the octal number, 416).
+    type: raw
     default: "0644"
   show_content:
     description:
@@ -78,7 +83,8 @@ extends_documentation_fragment:
   - graceful.uwsgi.attributes
 attributes:
   diff_mode:
-    support: full
+    support: partial
+    details: The content of a written file, or that it changes with O(show_content=false); not a change of owner or mode alone.
 """
 
 EXAMPLES = r"""
@@ -117,6 +123,7 @@ changed_files:
 import grp
 import os
 import pwd
+from dataclasses import replace
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_text
@@ -124,7 +131,8 @@ from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible_collections.graceful.uwsgi.plugins.module_utils.file_set import (
     NOTHING, WRITE, Wanted, apply_file, parse_mode, plan_file, read_current)
 
-HIDDEN = "(content not shown)\n"
+HIDDEN_BEFORE = "(old content not shown)\n"
+HIDDEN_AFTER = "(new content not shown)\n"
 
 
 def wanted_of(entry, check_mode):
@@ -153,10 +161,18 @@ def wanted_of(entry, check_mode):
 
 
 def diff_of(current, wanted, shown):
-    def text(content):
-        return to_text(content, errors="surrogate_or_replace") if shown else HIDDEN
-    before = "" if current is None or not current.regular else text(current.content)
-    return dict(before=before, after=text(wanted.content), before_header=wanted.path, after_header=wanted.path)
+    def text(content, hidden):
+        return to_text(content, errors="surrogate_or_replace") if shown else hidden
+    before = "" if current is None or not current.regular else text(current.content, HIDDEN_BEFORE)
+    return dict(before=before, after=text(wanted.content, HIDDEN_AFTER), before_header=wanted.path, after_header=wanted.path)
+
+
+def keep_unset_ids(current, wanted):
+    """An owner or group left unset keeps the existing file's, as ansible.builtin.copy does."""
+    if current is None:
+        return wanted
+    return replace(wanted, uid=current.uid if wanted.uid is None else wanted.uid,
+                   gid=current.gid if wanted.gid is None else wanted.gid)
 
 
 def entries_of(params):
@@ -176,13 +192,13 @@ def main():
                 content=dict(type="str", required=True),
                 owner=dict(type="str"),
                 group=dict(type="str"),
-                mode=dict(type="str"),
+                mode=dict(type="raw"),
                 show_content=dict(type="bool"),
             )),
             contents=dict(type="dict", default={}),
             owner=dict(type="str"),
             group=dict(type="str"),
-            mode=dict(type="str", default="0644"),
+            mode=dict(type="raw", default="0644"),
             show_content=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
@@ -190,7 +206,13 @@ def main():
     wanted = []
     seen = set()
     for attributes, entry in entries_of(module.params):
-        entry = dict(attributes, path=str(entry["path"]), content=str(entry["content"]))
+        path = str(entry["path"])
+        if not isinstance(entry["content"], str):
+            module.fail_json(msg="%s: content must be text, got %s" % (path, type(entry["content"]).__name__))
+        entry = dict(attributes, path=path, content=entry["content"])
+        if not entry["show_content"]:
+            # Hidden from the output even when the task has no no_log.
+            module.no_log_values.add(entry["content"])
         try:
             item = wanted_of(entry, module.check_mode)
         except ValueError as exc:
@@ -199,6 +221,8 @@ def main():
             module.fail_json(msg="%s is listed twice" % item.path)
         if not os.path.isdir(os.path.dirname(item.path)) and not module.check_mode:
             module.fail_json(msg="%s: directory %s does not exist" % (item.path, os.path.dirname(item.path)))
+        if os.path.isdir(item.path) and not os.path.islink(item.path):
+            module.fail_json(msg="%s is a directory" % item.path)
         seen.add(item.path)
         wanted.append((item, entry["show_content"]))
     changed_files, diffs = [], []
@@ -206,6 +230,7 @@ def main():
     for item, shown in wanted:
         try:
             current = read_current(item.path)
+            item = keep_unset_ids(current, item)
             action = plan_file(current, item)
             if action == NOTHING:
                 continue
@@ -215,7 +240,7 @@ def main():
             if not module.check_mode:
                 apply_file(action, item)
         except OSError as exc:
-            module.fail_json(msg="%s: %s" % (item.path, exc), changed_files=changed_files)
+            module.fail_json(msg="%s: %s" % (item.path, exc), changed=bool(changed_files), changed_files=changed_files)
     result = dict(changed=bool(changed_files), changed_files=changed_files)
     if diffs:
         result["diff"] = diffs

@@ -38,12 +38,12 @@ def test_unset_owner_and_group_are_kept():
     assert plan_file(current(uid=99, gid=98), Wanted("/x/a.ini", b"a\n", 0o640)) == NOTHING
 
 
-@pytest.mark.parametrize("text, value", [("0640", 0o640), ("600", 0o600), ("0", 0)])
+@pytest.mark.parametrize("text, value", [("0640", 0o640), ("600", 0o600), ("0", 0), (0o640, 0o640), (416, 0o640)])
 def test_parse_mode(text, value):
     assert parse_mode(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "0648", "rw-r-----", "01777x", "10000", None])
+@pytest.mark.parametrize("text", ["", "0648", "rw-r-----", "01777x", "10000", None, True, -1, 0o10000])
 def test_parse_mode_refuses(text):
     with pytest.raises(ValueError):
         parse_mode(text)

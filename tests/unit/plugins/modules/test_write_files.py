@@ -9,6 +9,7 @@ import stat
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.graceful.uwsgi.plugins.module_utils.file_set import Current, Wanted
 from ansible_collections.graceful.uwsgi.plugins.modules import write_files
 
 
@@ -36,12 +37,27 @@ def test_writes_then_reports_no_change(capsys, tmp_path):
     assert again["changed"] is False and again["changed_files"] == []
 
 
-def test_a_secret_is_not_in_the_diff(capsys, tmp_path):
+def test_a_secret_is_not_in_the_diff_but_its_change_is(capsys, tmp_path):
     path = tmp_path / "key.pem"
     path.write_text("OLD SECRET\n")
     result = run(capsys, contents={str(path): "NEW SECRET\n"}, show_content=False, _ansible_diff=True)
-    assert "SECRET" not in json.dumps(result["diff"])
+    assert "SECRET" not in json.dumps(result)
+    diff = result["diff"][0]
+    assert diff["before"] != diff["after"]  # so that --diff shows a change
     assert path.read_text() == "NEW SECRET\n"
+
+
+def test_an_unquoted_yaml_mode_is_taken_as_the_number_it_is(capsys, tmp_path):
+    path = tmp_path / "a.ini"
+    run(capsys, contents={str(path): "a\n"}, mode=0o640)  # YAML: mode: 0640
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_unset_owner_and_group_keep_the_file_s():
+    current = Current(True, b"a", 0o100644, 123, 456)
+    kept = write_files.keep_unset_ids(current, Wanted("/x", b"b", 0o644))
+    assert (kept.uid, kept.gid) == (123, 456)
+    assert write_files.keep_unset_ids(current, Wanted("/x", b"b", 0o644, 0, 0)).uid == 0
 
 
 def test_only_the_mode_changes(capsys, tmp_path):
@@ -59,6 +75,9 @@ def test_only_the_mode_changes(capsys, tmp_path):
     ({"contents": {"/tmp/x.ini": "x"}, "owner": "no-such-user-here"}, "/tmp/x.ini: owner no-such-user-here does not exist"),
     ({"contents": {"/nonexistent/dir/x.ini": "x"}}, "/nonexistent/dir/x.ini: directory /nonexistent/dir does not exist"),
     ({"contents": {"/tmp/x.ini": "x"}, "files": [{"path": "/tmp/x.ini", "content": "y"}]}, "/tmp/x.ini is listed twice"),
+    ({"contents": {"/tmp/x.ini": None}}, "/tmp/x.ini: content must be text, got NoneType"),
+    ({"contents": {"/tmp/x.ini": {"a": 1}}}, "/tmp/x.ini: content must be text, got dict"),
+    ({"contents": {"/tmp/x.ini": "x", "/tmp": "y"}}, "/tmp is a directory"),
 ])
 def test_bad_input_names_the_file(capsys, args, message):
     result = run(capsys, **args)
