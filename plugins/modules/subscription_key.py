@@ -20,7 +20,8 @@ description:
   - With O(private_key) instead (a key kept in a variable, for example with Ansible Vault) it writes nothing and
     returns the public key of that private key.
   - O(paths) and O(private_keys) do the same for several keys in one call (one module run for all the apps of a
-    cluster) and return their public keys in RV(public_keys), in the same order.
+    cluster), each key under a name (the app's), and return the public keys by name in RV(public_keys); a
+    message about a bad key names it.
   - Needs the C(cryptography) Python library where it runs (ansible-core depends on it).
 author:
   - graceful.uwsgi maintainers (@graceful-uwsgi)
@@ -31,17 +32,15 @@ options:
       - One of O(path), O(paths), O(private_key) and O(private_keys) is required.
     type: path
   paths:
-    description: Paths of several private keys, each as O(path).
-    type: list
-    elements: path
+    description: Several private keys, each as O(path), as a dict of name (the app's) to path.
+    type: dict
   private_key:
     description:
       - An unencrypted RSA private key (PEM) to use instead of a file; nothing is written, and it is never logged.
     type: str
   private_keys:
-    description: Several private keys, each as O(private_key).
-    type: list
-    elements: str
+    description: Several private keys, each as O(private_key), as a dict of name (the app's) to key.
+    type: dict
   size:
     description: Key size in bits of a new key.
     type: int
@@ -62,7 +61,9 @@ EXAMPLES = r"""
 
 - name: Create the signing keys of every app in one step
   graceful.uwsgi.subscription_key:
-    paths: "{{ ['shop', 'blog'] | map('regex_replace', '^', '/root/.graceful-uwsgi/keys/') | map('regex_replace', '$', '.pem') }}"
+    paths:
+      shop: /root/.graceful-uwsgi/keys/shop.pem
+      blog: /root/.graceful-uwsgi/keys/blog.pem
   delegate_to: localhost
   run_once: true
 
@@ -83,7 +84,7 @@ public_path:
   returned: when O(path) is given
   type: str
 public_keys:
-  description: The public keys (PEM) of O(paths) or O(private_keys), in their order; an empty string in check mode
+  description: The public keys (PEM) of O(paths) or O(private_keys), by name; an empty string in check mode
     for a key that does not exist yet.
   returned: when O(paths) or O(private_keys) is given
   type: list
@@ -168,13 +169,21 @@ def public_key_of_file(path, size, check_mode):
     return changed, public_pem
 
 
+def named(name, step, *args):
+    """``step(*args)``, its ValueError naming the key as paths[name]."""
+    try:
+        return step(*args)
+    except ValueError as exc:
+        raise ValueError("paths[%s]: %s" % (name, exc))
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type="path"),
-            paths=dict(type="list", elements="path"),
+            paths=dict(type="dict"),
             private_key=dict(type="str", no_log=True),
-            private_keys=dict(type="list", elements="str", no_log=True),
+            private_keys=dict(type="dict", no_log=True),
             size=dict(type="int", default=2048),
         ),
         required_one_of=[("path", "paths", "private_key", "private_keys")],
@@ -187,25 +196,29 @@ def main():
     if size < 2048:
         module.fail_json(msg="size=%d is too small: use 2048 bits or more" % size)
     params = module.params
-    if params["private_key"] is not None or params["private_keys"] is not None:
-        pems = [params["private_key"]] if params["private_key"] is not None else params["private_keys"]
-        names = ["private_key"] if params["private_key"] is not None else ["private_keys[%d]" % i for i in range(len(pems))]
-        work = [(lambda pem=pem, name=name: public_key_of_pem(pem, name)) for pem, name in zip(pems, names)]
+    # (name, what a message calls it, the step that returns (changed, public key))
+    if params["private_key"] is not None:
+        work = [(None, lambda: public_key_of_pem(params["private_key"], "private_key"))]
+    elif params["private_keys"] is not None:
+        work = [(name, lambda pem=pem, name=name: public_key_of_pem(str(pem), "private_keys[%s]" % name))
+                for name, pem in sorted(params["private_keys"].items())]
+    elif params["path"] is not None:
+        work = [(None, lambda: public_key_of_file(params["path"], size, module.check_mode))]
     else:
-        paths = [params["path"]] if params["path"] is not None else params["paths"]
-        work = [(lambda path=path: public_key_of_file(path, size, module.check_mode)) for path in paths]
-    changed, public_keys = False, []
-    for step in work:
+        work = [(name, lambda path=path, name=name: named(name, public_key_of_file, str(path), size, module.check_mode))
+                for name, path in sorted(params["paths"].items())]
+    changed, public_keys = False, {}
+    for name, step in work:
         try:
             step_changed, public_key = step()
         except ValueError as exc:
-            module.fail_json(msg=str(exc))
+            module.fail_json(msg=str(exc), changed=changed)
         changed = changed or step_changed
-        public_keys.append(public_key)
+        public_keys[name] = public_key
     if params["path"] is not None:
-        module.exit_json(changed=changed, public_key=public_keys[0], public_path=public_path_of(params["path"]))
+        module.exit_json(changed=changed, public_key=public_keys[None], public_path=public_path_of(params["path"]))
     if params["private_key"] is not None:
-        module.exit_json(changed=False, public_key=public_keys[0])
+        module.exit_json(changed=False, public_key=public_keys[None])
     module.exit_json(changed=changed, public_keys=public_keys)
 
 

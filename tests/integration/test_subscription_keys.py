@@ -82,7 +82,7 @@ def test_a_bad_key_in_a_variable_fails_naming_its_app(tmp_path):
                          "uwsgi_subscription_private_keys": {"shop": "-----BEGIN PRIVATE KEY-----\ngarbage\n"},
                          "out_file": str(tmp_path / "public.json")}, verbosity="-v")
     assert out.returncode != 0
-    assert "item=shop" in out.stdout and "private_key is not an unencrypted PEM private key" in out.stdout, out.stdout
+    assert "private_keys[shop] is not an unencrypted PEM private key" in out.stdout, out.stdout
     assert "garbage" not in out.stdout + out.stderr
 
 
