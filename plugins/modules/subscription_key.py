@@ -128,11 +128,6 @@ def public_pem_of(key):
                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
-def public_key_of_pem(pem, what):
-    """(False, the public key of ``pem``); ValueError naming ``what``."""
-    return False, public_pem_of(load_rsa_key(pem.encode(), what))
-
-
 def public_key_of_file(path, size, check_mode):
     """(changed, public key) of the key at ``path``, made (with its .pub) if missing; ValueError on a bad key."""
     public_path = public_path_of(path)
@@ -169,14 +164,6 @@ def public_key_of_file(path, size, check_mode):
     return changed, public_pem
 
 
-def named(name, step, *args):
-    """``step(*args)``, its ValueError naming the key as paths[name]."""
-    try:
-        return step(*args)
-    except ValueError as exc:
-        raise ValueError("paths[%s]: %s" % (name, exc))
-
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -196,25 +183,24 @@ def main():
     if size < 2048:
         module.fail_json(msg="size=%d is too small: use 2048 bits or more" % size)
     params = module.params
-    # (name, what a message calls it, the step that returns (changed, public key))
-    if params["private_key"] is not None:
-        work = [(None, lambda: public_key_of_pem(params["private_key"], "private_key"))]
-    elif params["private_keys"] is not None:
-        work = [(name, lambda pem=pem, name=name: public_key_of_pem(str(pem), "private_keys[%s]" % name))
-                for name, pem in sorted(params["private_keys"].items())]
-    elif params["path"] is not None:
-        work = [(None, lambda: public_key_of_file(params["path"], size, module.check_mode))]
-    else:
-        work = [(name, lambda path=path, name=name: named(name, public_key_of_file, str(path), size, module.check_mode))
-                for name, path in sorted(params["paths"].items())]
+    # One key is the one-entry case of several, under the name None.
     changed, public_keys = False, {}
-    for name, step in work:
-        try:
-            step_changed, public_key = step()
-        except ValueError as exc:
-            module.fail_json(msg=str(exc), changed=changed)
-        changed = changed or step_changed
-        public_keys[name] = public_key
+    try:
+        if params["private_key"] is not None or params["private_keys"] is not None:
+            pems = {None: params["private_key"]} if params["private_key"] is not None else params["private_keys"]
+            for name in sorted(pems, key=str):
+                what = "private_key" if name is None else "private_keys[%s]" % name
+                public_keys[name] = public_pem_of(load_rsa_key(str(pems[name]).encode(), what))
+        else:
+            paths = {None: params["path"]} if params["path"] is not None else params["paths"]
+            for name in sorted(paths, key=str):
+                try:
+                    made, public_keys[name] = public_key_of_file(str(paths[name]), size, module.check_mode)
+                except ValueError as exc:
+                    raise ValueError(str(exc) if name is None else "paths[%s]: %s" % (name, exc))
+                changed = changed or made
+    except ValueError as exc:
+        module.fail_json(msg=str(exc), changed=changed)
     if params["path"] is not None:
         module.exit_json(changed=changed, public_key=public_keys[None], public_path=public_path_of(params["path"]))
     if params["private_key"] is not None:
