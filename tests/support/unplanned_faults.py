@@ -63,6 +63,8 @@ FAULT_SECONDS = 15
 # request held too long shows as a latency, not as a client-side failure.
 CLIENT_TIMEOUT = 30
 FASTROUTER_PORT = 3017
+EMPEROR_STATS = "/run/uwsgi-emperor/emperor.stats"
+VASSALS_DIR = "/etc/uwsgi-emperor/vassals"
 # What may happen in a second of load on 2 cores besides the bound itself.
 SLACK = 3.0
 
@@ -72,8 +74,6 @@ def bounds() -> Tuple[float, float]:
     with open(LAB_VARS) as handle:
         lab_vars = yaml.safe_load(handle)
     return float(lab_vars["nginx_edge_read_timeout"]), float(lab_vars["http_router_timeout"])
-EMPEROR_STATS = "/run/uwsgi-emperor/emperor.stats"
-VASSALS_DIR = "/etc/uwsgi-emperor/vassals"
 
 
 def podman(*args: str) -> None:
@@ -300,8 +300,8 @@ def case_release_kill(lab: Lab, version: str = "7kill", after: str = "7") -> dic
     again, seconds = release(lab, after)
     time.sleep(1)
     report = gen.stop()
-    print("release_kill: second run: %s playbook=%.1fs rc=%d | %s" % (summary_line(report), seconds, again.returncode,
-                                                                        summary_of(again)))
+    print("release_kill: second run: %s playbook=%.1fs rc=%d | %s" % (
+        summary_line(report), seconds, again.returncode, summary_of(again)))
     check(again.returncode == 0, "the release after the box came back failed:\n%s" % again.stdout[-3000:])
     check(not report.failed, "%d requests failed in the second run" % len(report.failed))
     return {"report": report.summary()}
