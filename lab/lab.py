@@ -509,12 +509,32 @@ def replace_reason(info: dict | None, host: Host, image: str, network: str) -> s
     return ""
 
 
+# On a host with cgroups in hybrid mode podman mounts the v1 hierarchies in a
+# container but not the unified (v2) one, and masks release_agent: systemd in
+# the container then never learns that a unit's last process is gone, and a
+# unit whose main process was killed stays "deactivating" until its stop
+# timeout (90 s or more) before it restarts. With the host's unified hierarchy
+# mounted, systemd watches its units' cgroups there (cgroup.events) and
+# restarts a killed unit at once. Lab only: the container may write to the
+# host's unified hierarchy. On a cgroup v2 host podman mounts it itself.
+UNIFIED_CGROUP = "/sys/fs/cgroup/unified"
+
+
+def cgroup_volume() -> str:
+    """The podman volume that gives a lab host's systemd the unified cgroup hierarchy (a no-op where not needed)."""
+    if os.path.ismount(UNIFIED_CGROUP):
+        return f"{UNIFIED_CGROUP}:{UNIFIED_CGROUP}"
+    # Something harmless instead, so that Molecule's list of volumes stays fixed.
+    return f"{SSH_KEY}.pub:/run/graceful-uwsgi-lab.pub:ro"
+
+
 def start_host(host: Host, image: str, network: str) -> None:
     podman(
         "run", "-d", "--name", host.container, "--hostname", host.name,
         "--label", f"{LABEL}={CLI_LABEL_VALUE}", "--label", f"{LABEL_IMAGE}={image}",
         "--label", f"{LABEL_SSH_KEY}={ssh_key_id()}",
         "--volume", f"{SSH_KEY}.pub:/root/.ssh/authorized_keys:ro",
+        "--volume", cgroup_volume(),
         # NET_ADMIN in the host's own network namespace: the optional cluster firewall (nftables).
         "--cap-add", "NET_ADMIN",
         "--network", network, "--ip", host.ip, "--systemd=always", image, "/sbin/init",
@@ -695,6 +715,7 @@ def main(argv: list[str] | None = None) -> int:
                 ssh_key = ensure_ssh_key()
             print(f"GRACEFUL_LAB_IMAGE={image}")
             print(f"GRACEFUL_LAB_SSH_KEY={ssh_key}")
+            print(f"GRACEFUL_LAB_CGROUP_VOLUME={cgroup_volume()}")
             for key, value in read_env_file().items():
                 print(f"{key}={value}")
     except LabError as exc:
