@@ -20,8 +20,9 @@ routers refuse the retired key and accept the new one), vault (a release
 with the signing keys in variables and an empty keys directory: 0 failed,
 no key made on the controller's disk, none shown, the boxes' keys as they
 were). The fault matrix of release_faults.py runs between bad and router, the
-unplanned faults of unplanned_faults.py (a box killed, frozen, cut off, a
-vassal killed, a box killed in a release) after box;
+unplanned faults of unplanned_faults.py (a box killed, frozen, cut off; a
+vassal, fastrouter, emperor or router killed; a box killed in a release)
+after box;
 the HTTPS case of tls_cases.py runs last (and goes back to plain HTTP).
 """
 
@@ -481,14 +482,8 @@ def case_vault_rotate(lab: Lab, keys_dir: str = KEYS_DIR) -> dict:
 CASES = {"good": case_good, "bad": case_bad, "router": case_router, "box": case_box, "rotate": case_rotate,
          "vault": case_vault, "vault_rotate": case_vault_rotate}
 ORDER = ["good", "bad", "hang", "cold", "sigkill", "stats", "concurrent", "inputs", "domains", "scale", "router", "box",
-         "box_kill", "box_freeze", "box_cut", "vassal_kill",
+         "box_kill", "box_freeze", "box_cut", "vassal_kill", "fastrouter_kill", "emperor_kill", "router_kill",
          "release_kill", "rotate", "vault", "vault_rotate", "https"]
-
-
-# Run only when named: in this lab systemd often restarts a killed router, fastrouter or emperor only at its
-# stop timeout, 90 to 105 s later (README, "Unplanned faults and timeouts"): minutes of the suite for a lab
-# artefact.
-ON_REQUEST = ["fastrouter_kill", "emperor_kill", "router_kill"]
 
 
 def main() -> int:
@@ -500,7 +495,7 @@ def main() -> int:
     CASES.update(TLS)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--inventory", required=True)
-    parser.add_argument("--case", action="append", choices=ORDER + ON_REQUEST, help="default: all, in this order: " + " ".join(ORDER))
+    parser.add_argument("--case", action="append", choices=ORDER, help="default: all, in this order: " + " ".join(ORDER))
     args = parser.parse_args()
     lab = Lab(args.inventory)
     failures = []

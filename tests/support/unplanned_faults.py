@@ -34,9 +34,7 @@ the edge, http_router_timeout at a router, from tests/lab_vars.yml, plus
 SLACK), and the box (or process) was back serving in time. Requests straight
 through a router that fail are printed, not checked: uWSGI 2.0 fails the ones
 in flight on the broken part. The README's "Unplanned faults and timeouts"
-has the figures and the reasons behind the limits. router_kill,
-fastrouter_kill and emperor_kill run only when named (release_cases.py
-ON_REQUEST).
+has the figures and the reasons behind the limits.
 
 Run through release_cases.py (``--case box_freeze`` ...), which holds the lab client.
 """
@@ -295,6 +293,8 @@ def case_release_kill(lab: Lab, version: str = "7kill", after: str = "7") -> dic
                                                rejoined_after=back)
     check(reloading is not None, "%s never started reloading" % box)
     check(out.returncode != 0, "the release went on as if %s had not died" % box)
+    check(("STOPPED at %s" % box) in out.stdout, "the release's summary does not say it stopped at %s:\n%s"
+          % (box, out.stdout[-3000:]))
     check(back is not None, "%s did not come back serving within 120 s" % box)
     gen = mixed_load(lab)
     again, seconds = release(lab, after)
