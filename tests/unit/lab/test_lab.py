@@ -75,7 +75,8 @@ def test_molecule_platforms_match_the_lab_topology():
         assert f"--label={lab.LABEL}={lab.MOLECULE_LABEL_VALUE}" in platform["extra_opts"]
         host_vars = config["provisioner"]["inventory"]["host_vars"][name]
         assert host_vars == {"lab_ip": ip, "ansible_host": ip, "lab_container": name}
-        assert platform["volumes"] == ["${GRACEFUL_LAB_SSH_KEY}.pub:/root/.ssh/authorized_keys:ro"]
+        assert platform["volumes"] == ["${GRACEFUL_LAB_SSH_KEY}.pub:/root/.ssh/authorized_keys:ro",
+                                       "${GRACEFUL_LAB_CGROUP_VOLUME}"]
     connection = config["provisioner"]["connection_options"]
     inventory_vars = yaml.safe_load(lab.render_inventory([], "net", lab.MOLECULE_SUBNET, "${GRACEFUL_LAB_SSH_KEY}"))
     assert connection == {k: v for k, v in inventory_vars["all"]["vars"].items() if k in connection}
@@ -155,3 +156,13 @@ def test_image_tag_follows_the_containerfile(tmp_path, monkeypatch):
     assert lab.image_refs()[1] != first
     monkeypatch.setenv("LAB_MIRROR", "http://mirror.invalid/debian")
     assert lab.image_refs()[0] != base
+
+
+def test_cgroup_volume_gives_the_unified_hierarchy_only_where_it_is_mounted(monkeypatch):
+    """On a hybrid-mode host the lab hosts get the unified cgroup hierarchy; elsewhere a harmless volume whose
+    destination differs from the SSH key's (podman refuses a destination given twice)."""
+    monkeypatch.setattr(lab.os.path, "ismount", lambda path: path == lab.UNIFIED_CGROUP)
+    assert lab.cgroup_volume() == "/sys/fs/cgroup/unified:/sys/fs/cgroup/unified"
+    monkeypatch.setattr(lab.os.path, "ismount", lambda path: False)
+    volume = lab.cgroup_volume()
+    assert volume.endswith(":ro") and volume.split(":")[1] != "/root/.ssh/authorized_keys"
