@@ -152,10 +152,10 @@ def report_line(name: str, lab: Lab, report: Report, struck: float, **times: Opt
     s = report.summary()
     edge_bound, router_bound = bounds()
     edge_max, router_max = max_latency(lab, report, True), max_latency(lab, report, False)
-    print("%s: %s through=%s failed_through_edge=%d failed_in_flight=%d failed_after=%d max_latency_edge=%.2fs "
-          "max_latency_routers=%.2fs %s" % (
+    print("%s: %s through=%s failed_through_edge=%d failed_in_flight=%d failed_after=%d retried=%d "
+          "max_latency_edge=%.2fs max_latency_routers=%.2fs %s" % (
               name, summary_line(report), breakdown(lab, report), len(edge), len(in_flight), len(after),
-              edge_max, router_max,
+              s["retried"], edge_max, router_max,
               " ".join("%s=%s" % (k, "%.2fs" % v if v is not None else "never") for k, v in times.items())))
     if s["failed"]:
         print("%s: failures: %s" % (name, ", ".join("%s %s %.1fs after the fault (%.1fs)" % (
@@ -169,16 +169,27 @@ def report_line(name: str, lab: Lab, report: Report, struck: float, **times: Opt
 
 def box_fault(lab: Lab, name: str, start: Callable[[str], None], end: Optional[Callable[[str], None]]) -> dict:
     """Break the last box, hold the fault, end it; the box must be dropped, then rejoin by itself."""
-    box = lab.boxes[-1]
     gen = mixed_load(lab)
+    try:
+        return measure_box_fault(lab, name, start, end, gen)
+    finally:
+        gen.stop()  # also when the case failed: its load must not run into the next case
+
+
+def measure_box_fault(lab: Lab, name: str, start: Callable[[str], None], end: Optional[Callable[[str], None]],
+                      gen: LoadGenerator) -> dict:
+    box = lab.boxes[-1]
     time.sleep(2)
     struck = time.monotonic()
     start(box)
     landed = time.monotonic()
-    detected = wait_for(listed_nowhere(lab, box), timeout=FAULT_SECONDS, interval=0.2)
-    time.sleep(max(0.0, FAULT_SECONDS - (time.monotonic() - struck)))
-    if end is not None:
-        end(box)
+    try:
+        detected = wait_for(listed_nowhere(lab, box), timeout=FAULT_SECONDS, interval=0.2)
+        time.sleep(max(0.0, FAULT_SECONDS - (time.monotonic() - struck)))
+    finally:
+        # The cases after this one need the box back, whatever happened here.
+        if end is not None:
+            end(box)
     ended = time.monotonic()
     rejoined = wait_for(lambda: serving(lab, box), timeout=120, interval=0.5)
     time.sleep(2)
@@ -215,8 +226,17 @@ def main_pid(lab: Lab, host: str, unit: str) -> int:
 
 def process_fault(lab: Lab, name: str, host: str, find_pid: Callable[[], int], recovered: Callable[[], bool]) -> dict:
     gen = mixed_load(lab)
+    try:
+        return measure_process_fault(lab, name, host, find_pid, recovered, gen)
+    finally:
+        gen.stop()  # also when the case failed: its load must not run into the next case
+
+
+def measure_process_fault(lab: Lab, name: str, host: str, find_pid: Callable[[], int], recovered: Callable[[], bool],
+                          gen: LoadGenerator) -> dict:
     time.sleep(2)
     pid = find_pid()
+    check(pid > 0, "%s: no process to kill on %s" % (name, host))
     struck = time.monotonic()
     lab.sh(host, "kill -9 %d" % pid)
     landed = time.monotonic()
@@ -284,8 +304,11 @@ def case_release_kill(lab: Lab, version: str = "", after: str = "7") -> dict:
     struck = time.monotonic()
     podman("kill", lab.container[box])
     landed = time.monotonic()
-    thread.join(600)
-    podman("start", lab.container[box])
+    try:
+        thread.join(600)
+        check("out" in result, "the release was still running 600 s after %s was killed" % box)
+    finally:
+        podman("start", lab.container[box])
     back = wait_for(lambda: serving(lab, box), timeout=120, interval=0.5)
     time.sleep(2)
     report = gen.stop()
