@@ -49,6 +49,12 @@ from subscription_packet import build  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB_VARS = os.path.join(ROOT, "tests", "lab_vars.yml")
+sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
+from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import live_nodes  # noqa: E402
+
+# A node counts as listed by a router while its last announce is at most this old: the routers' own
+# tolerance (2 s) plus slack, so that a slow poll does not read as a box leaving.
+ROUTER_FRESH_SLACK = 4
 # Where tests/lab_vars.yml keeps the lab's signing keys.
 KEYS_DIR = os.environ.get("GRACEFUL_LAB_KEYS_DIR") or os.path.join(ROOT, "lab", "state", "keys")
 DOMAINS = ("hello.test", "www.hello.test", "shop.test")
@@ -145,12 +151,16 @@ class Lab:
                             "sys.stdout.write(b.decode('utf-8','replace'))\"" % socket_path)
         return json.loads(raw)
 
-    def router_nodes(self, router: str) -> Dict[str, List[str]]:
-        """key -> live node names, read on the router."""
-        doc = self.stats(router, "/run/uwsgi-http-router/http-router.stats")
+    def router_table(self, router: str) -> Tuple[float, dict]:
+        """(the time just before the read, the router's stats document)."""
         now = time.time()
-        return {s["key"]: [n["name"] for n in s["nodes"] if not n["death_mark"] and now - n["last_check"] <= 4]
-                for s in doc.get("subscriptions", [])}
+        return now, self.stats(router, "/run/uwsgi-http-router/http-router.stats")
+
+    def router_nodes(self, router: str) -> Dict[str, List[str]]:
+        """key -> live node names, read on the router (the collection's freshness rule, with slack for the
+        read itself: the clock is read before ``podman exec``, which can take seconds on a loaded host)."""
+        now, doc = self.router_table(router)
+        return live_nodes(doc, now, ROUTER_FRESH_SLACK)
 
     def versions_served(self, seconds: float = 2.0) -> Dict[str, int]:
         report = self.load(concurrency=2, duration=seconds).wait()

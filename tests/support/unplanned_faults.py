@@ -41,12 +41,13 @@ Run through release_cases.py (``--case box_freeze`` ...), which holds the lab cl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -167,13 +168,20 @@ def report_line(name: str, lab: Lab, report: Report, struck: float, **times: Opt
     return edge, in_flight, after
 
 
-def box_fault(lab: Lab, name: str, start: Callable[[str], None], end: Optional[Callable[[str], None]]) -> dict:
-    """Break the last box, hold the fault, end it; the box must be dropped, then rejoin by itself."""
+@contextlib.contextmanager
+def mixed_load_running(lab: Lab) -> Iterator[LoadGenerator]:
+    """:func:`mixed_load` that stops also when the case fails: its load must not run into the next case."""
     gen = mixed_load(lab)
     try:
-        return measure_box_fault(lab, name, start, end, gen)
+        yield gen
     finally:
-        gen.stop()  # also when the case failed: its load must not run into the next case
+        gen.stop()
+
+
+def box_fault(lab: Lab, name: str, start: Callable[[str], None], end: Optional[Callable[[str], None]]) -> dict:
+    """Break the last box, hold the fault, end it; the box must be dropped, then rejoin by itself."""
+    with mixed_load_running(lab) as gen:
+        return measure_box_fault(lab, name, start, end, gen)
 
 
 def measure_box_fault(lab: Lab, name: str, start: Callable[[str], None], end: Optional[Callable[[str], None]],
@@ -225,11 +233,9 @@ def main_pid(lab: Lab, host: str, unit: str) -> int:
 
 
 def process_fault(lab: Lab, name: str, host: str, find_pid: Callable[[], int], recovered: Callable[[], bool]) -> dict:
-    gen = mixed_load(lab)
-    try:
+    """SIGKILL to one master on ``host``; it must come back (``recovered``) by itself."""
+    with mixed_load_running(lab) as gen:
         return measure_process_fault(lab, name, host, find_pid, recovered, gen)
-    finally:
-        gen.stop()  # also when the case failed: its load must not run into the next case
 
 
 def measure_process_fault(lab: Lab, name: str, host: str, find_pid: Callable[[], int], recovered: Callable[[], bool],
@@ -237,7 +243,6 @@ def measure_process_fault(lab: Lab, name: str, host: str, find_pid: Callable[[],
     time.sleep(2)
     pid = find_pid()
     check(pid > 0, "%s: no process to kill on %s" % (name, host))
-    struck = time.monotonic()
     lab.sh(host, "kill -9 %d" % pid)
     landed = time.monotonic()
     gone = wait_for(lambda: lab.sh(host, "kill -0 %d 2>/dev/null && echo alive || echo gone" % pid).strip() == "gone",
@@ -293,15 +298,28 @@ def case_release_kill(lab: Lab, version: str = "", after: str = "7") -> dict:
     """A box killed while it reloads: the release stops with a summary naming it; a second run finishes it."""
     # A version no box has yet: the box is killed when its first vassal file names it.
     version = version or "7kill%d" % (time.time() % 100000)
+    with mixed_load_running(lab) as gen:
+        out = release_killed(lab, version, gen)
+    with mixed_load_running(lab) as gen:
+        again, seconds = release(lab, after)
+        time.sleep(1)
+        report = gen.stop()
+    print("release_kill: second run: %s playbook=%.1fs rc=%d | %s" % (
+        summary_line(report), seconds, again.returncode, summary_of(again)))
+    check(again.returncode == 0, "the release after the box came back failed:\n%s" % again.stdout[-3000:])
+    check(not report.failed, "%d requests failed in the second run" % len(report.failed))
+    return {"report": report.summary(), "stopped": summary_of(out)}
+
+
+def release_killed(lab: Lab, version: str, gen: LoadGenerator) -> subprocess.CompletedProcess:
+    """Release ``version`` and kill the last box when its first vassal file names it; the box comes back."""
     box = lab.boxes[-1]
-    gen = mixed_load(lab)
     time.sleep(2)
     result: Dict[str, object] = {}
     thread = threading.Thread(target=lambda: result.update(zip(("out", "seconds"), release(lab, version))))
     thread.start()
     marker = "grep -l '^; release %s$' %s/*.ini 2>/dev/null | head -1" % (version, VASSALS_DIR)
     reloading = wait_for(lambda: bool(lab.sh(box, marker, check_rc=False).strip()), timeout=300, interval=0.2)
-    struck = time.monotonic()
     podman("kill", lab.container[box])
     landed = time.monotonic()
     try:
@@ -321,15 +339,7 @@ def case_release_kill(lab: Lab, version: str = "", after: str = "7") -> dict:
     check(("STOPPED at %s" % box) in out.stdout, "the release's summary does not say it stopped at %s:\n%s"
           % (box, out.stdout[-3000:]))
     check(back is not None, "%s did not come back serving within 120 s" % box)
-    gen = mixed_load(lab)
-    again, seconds = release(lab, after)
-    time.sleep(1)
-    report = gen.stop()
-    print("release_kill: second run: %s playbook=%.1fs rc=%d | %s" % (
-        summary_line(report), seconds, again.returncode, summary_of(again)))
-    check(again.returncode == 0, "the release after the box came back failed:\n%s" % again.stdout[-3000:])
-    check(not report.failed, "%d requests failed in the second run" % len(report.failed))
-    return {"report": report.summary()}
+    return out
 
 
 CASES = {"box_kill": case_box_kill, "box_freeze": case_box_freeze, "box_cut": case_box_cut,
