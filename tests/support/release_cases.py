@@ -156,11 +156,11 @@ class Lab:
         now = time.time()
         return now, self.stats(router, "/run/uwsgi-http-router/http-router.stats")
 
-    def router_nodes(self, router: str) -> Dict[str, List[str]]:
-        """key -> live node names, read on the router (the collection's freshness rule, with slack for the
-        read itself: the clock is read before ``podman exec``, which can take seconds on a loaded host)."""
+    def router_nodes(self, router: str, tolerance: int = ROUTER_FRESH_SLACK) -> Dict[str, List[str]]:
+        """key -> live node names, read on the router (the collection's freshness rule; by default with slack
+        for the read itself: the clock is read before ``podman exec``, which can take seconds on a loaded host)."""
         now, doc = self.router_table(router)
-        return live_nodes(doc, now, ROUTER_FRESH_SLACK)
+        return live_nodes(doc, now, tolerance)
 
     def versions_served(self, seconds: float = 2.0) -> Dict[str, int]:
         report = self.load(concurrency=2, duration=seconds).wait()

@@ -10,8 +10,9 @@ the container started again, unpaused or reconnected) and prints::
 
 - ``failed_in_flight``: failed requests through a router that were already in
   flight when the fault struck; ``failed_after``: those sent after it;
-- ``detected_after``: from the fault until no router lists the broken box (or
-  until the broken process is seen gone); ``rejoined_after``: from the fault's
+- ``detected_after``: from the fault until no router would choose the broken
+  box (its last announce older than http_router_subscription_tolerance), or
+  until the broken process is seen gone; ``rejoined_after``: from the fault's
   end until every router lists the box for every domain again and all its
   vassals accept.
 
@@ -28,13 +29,15 @@ Cases:
   the release stops with a summary that says so, and a second run after the
   box is back finishes it.
 
-Every case checks: no request failed through the edge, no request waited
-longer than the lab's bound for its entry point (nginx_edge_read_timeout at
-the edge, http_router_timeout at a router, from tests/lab_vars.yml, plus
-SLACK), and the box (or process) was back serving in time. Requests straight
-through a router that fail are printed, not checked: uWSGI 2.0 fails the ones
-in flight on the broken part. The README's "Unplanned faults and timeouts"
-has the figures and the reasons behind the limits.
+Every case checks: no request failed through the edge; straight through a
+router, none failed that was sent after the fault (uWSGI 2.0 fails the ones
+in flight on the broken part; a killed router fails its own clients until it
+is back); no request waited longer than the bound the collection documents
+for its entry point (at the edge nginx_edge_next_upstream_tries times
+nginx_edge_connect_timeout plus nginx_edge_read_timeout, at a router
+http_router_timeout; the lab's values in tests/lab_vars.yml, plus SLACK); and
+the box (or process) was back serving in time. The README's "Unplanned faults
+and timeouts" has the figures and the reasons behind the limits.
 
 Run through release_cases.py (``--case box_freeze`` ...), which holds the lab client.
 """
@@ -54,7 +57,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import yaml  # noqa: E402
 
 from loadgen import LoadGenerator, Report, Sample  # noqa: E402
-from release_cases import DOMAINS, LAB_VARS, Lab, check, release, summary_line, summary_of, wait_for  # noqa: E402
+from release_cases import DOMAINS, LAB_VARS, ROOT, Lab, check, release, summary_line, summary_of, wait_for  # noqa: E402
 
 # How long a freeze or a network cut lasts.
 FAULT_SECONDS = 15
@@ -68,11 +71,23 @@ VASSALS_DIR = "/etc/uwsgi-emperor/vassals"
 SLACK = 3.0
 
 
+def lab_settings() -> dict:
+    """The lab's variables over the defaults of the roles whose timeouts bound a wait."""
+    settings: dict = {}
+    for path in [os.path.join(ROOT, "roles", role, "defaults", "main.yml") for role in ("nginx_edge", "http_router")] \
+            + [LAB_VARS]:
+        with open(path) as handle:
+            settings.update(yaml.safe_load(handle))
+    return settings
+
+
 def bounds() -> Tuple[float, float]:
-    """The lab's bounds on a wait: (through the edge, straight through a router), in seconds."""
-    with open(LAB_VARS) as handle:
-        lab_vars = yaml.safe_load(handle)
-    return float(lab_vars["nginx_edge_read_timeout"]), float(lab_vars["http_router_timeout"])
+    """The lab's bounds on a wait, as the collection documents them: (through the edge, straight through a
+    router), in seconds. The edge tries nginx_edge_next_upstream_tries routers, each for a connect and a read."""
+    settings = lab_settings()
+    edge = int(settings["nginx_edge_next_upstream_tries"]) * (
+        float(settings["nginx_edge_connect_timeout"]) + float(settings["nginx_edge_read_timeout"]))
+    return edge, float(settings["http_router_timeout"])
 
 
 def podman(*args: str) -> None:
@@ -124,8 +139,9 @@ def node_of(lab: Lab, box: str) -> str:
 
 
 def listed_nowhere(lab: Lab, box: str) -> Callable[[], bool]:
-    node = node_of(lab, box)
-    return lambda: all(node not in lab.router_nodes(r).get(d, []) for r in lab.routers for d in DOMAINS)
+    """No router would choose the box any more: its last announce is older than the routers' own tolerance."""
+    node, tolerance = node_of(lab, box), int(lab_settings()["http_router_subscription_tolerance"])
+    return lambda: all(node not in lab.router_nodes(r, tolerance).get(d, []) for r in lab.routers for d in DOMAINS)
 
 
 def serving(lab: Lab, box: str) -> bool:
@@ -146,10 +162,14 @@ def max_latency(lab: Lab, report: Report, edges: bool) -> float:
     return max([s.latency for s in report.samples if (lab.entry(s) in lab.edges) == edges] or [0.0])
 
 
-def report_line(name: str, lab: Lab, report: Report, struck: float, **times: Optional[float]) -> Tuple[list, list, list]:
-    """Print the case's line and check what holds for every fault: nothing fails through the edge, no request
-    waits longer than the bound of its entry point. ``struck``: when the fault's command returned."""
+def report_line(name: str, lab: Lab, report: Report, struck: float, own: str = "",
+                **times: Optional[float]) -> Tuple[list, list, list]:
+    """Print the case's line and check what holds for every fault: nothing fails through the edge; straight
+    through a router, only requests in flight at the fault (a killed router, ``own``, fails its own clients
+    until it is back); no request waits longer than the bound of its entry point. ``struck``: when the fault's
+    command returned."""
     edge, in_flight, after = split_failed(lab, report, struck)
+    elsewhere = [f for f in after if lab.entry(f) != own]
     s = report.summary()
     edge_bound, router_bound = bounds()
     edge_max, router_max = max_latency(lab, report, True), max_latency(lab, report, False)
@@ -162,6 +182,7 @@ def report_line(name: str, lab: Lab, report: Report, struck: float, **times: Opt
         print("%s: failures: %s" % (name, ", ".join("%s %s %.1fs after the fault (%.1fs)" % (
             lab.entry(f), f.detail, f.start - struck, f.latency) for f in report.failed[:12])))
     check(not edge, "%d requests failed through the edge" % len(edge))
+    check(not elsewhere, "%d requests sent after the fault failed straight through a router" % len(elsewhere))
     check(edge_max <= edge_bound + SLACK, "a request waited %.1fs at the edge (bound %ds)" % (edge_max, edge_bound))
     check(router_max <= router_bound + SLACK,
           "a request waited %.1fs at a router (bound %ds)" % (router_max, router_bound))
@@ -250,7 +271,7 @@ def measure_process_fault(lab: Lab, name: str, host: str, find_pid: Callable[[],
     back = wait_for(lambda: find_pid() not in (0, pid) and recovered(), timeout=120, interval=0.3)
     time.sleep(2)
     report = gen.stop()
-    edge, in_flight, after = report_line(name, lab, report, landed, gone_after=gone, recovered_after=back)
+    edge, in_flight, after = report_line(name, lab, report, landed, own=host, gone_after=gone, recovered_after=back)
     check(back is not None, "%s: no new process, or not serving again, 120 s after the kill" % name)
     return {"report": report.summary(), "recovered": back, "in_flight": len(in_flight), "after": len(after)}
 
