@@ -11,7 +11,7 @@ documentation is in ``alive_nodes.yml``, ``live_nodes.yml`` and
 
 from __future__ import annotations
 
-from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import count_live, guard_shortfalls
+from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import ROUTER_TOLERANCE, count_live, guard_shortfalls
 from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import live_nodes as names_of_live_nodes
 
 
@@ -23,10 +23,6 @@ def alive_nodes(stats, keys, now, exclude=None, tolerance=3):
 def live_nodes(stats, keys, now, exclude=None, tolerance=3):
     """``key -> names of its live nodes`` for each of ``keys``."""
     return names_of_live_nodes(stats, now, tolerance, keys, exclude or ())
-
-
-# An HTTP router's subscription-tolerance when its host does not set one (the http_router role's default).
-ROUTER_TOLERANCE = 2
 
 
 def cluster_guard(results, boxes, domains, minimum=1, hostvars=None):

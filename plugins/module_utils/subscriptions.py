@@ -15,6 +15,12 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 
+# The subscription-tolerance of an HTTP router, and of a box's fastrouter, whose
+# host sets none (the http_router and fastrouter roles' defaults).
+ROUTER_TOLERANCE = 2
+FASTROUTER_TOLERANCE = 3
+
+
 def is_fresh(last_check: Any, death_mark: Any, now: float, tolerance: Any) -> bool:
     """Would the router route to this node now?
 

@@ -9,7 +9,9 @@ non-zero if a case's assertion fails.
 
     release_cases.py --inventory INVENTORY [--case good --case bad ...]
 
-Cases: good (release v2, 0 failed, all responses v2 afterwards), bad
+Cases: good (release v2, 0 failed, all responses v2 afterwards), status
+(playbooks/status.yml: rc 0 on the healthy cluster, a vassal whose
+subscriptions are blocked named as a problem in check mode, nothing changed), bad
 (release that raises at import: stops on the first box, 0 failed, others
 untouched; then the rollback), router (restart one HTTP router: the other
 never fails, boxes re-subscribe), box (a planned stop of one box's
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -327,6 +330,59 @@ def case_box(lab: Lab) -> dict:
     return {"report": report.summary(), "failed_while_down": len(down.failed)}
 
 
+def status_run(lab: Lab, *extra: str) -> Tuple[int, str, Dict[str, int]]:
+    """playbooks/status.yml: its rc, its output with every run of white space made one space (the YAML result
+    format folds long lines), and its recap's changed count per host."""
+    out = lab.playbook("status.yml", *extra)
+    changed = {h: int(c) for h, c in re.findall(r"(?m)^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", out.stdout)}
+    return out.returncode, " ".join(out.stdout.split()), changed
+
+
+def case_status(lab: Lab, vassal: str = "hello_01") -> dict:
+    """playbooks/status.yml: every router routes every domain to every box and every vassal serves (rc 0); a vassal
+    whose subscriptions are blocked (a drain never undone) is named as a problem, in check mode too (rc 2);
+    nothing changes; after the unblock, rc 0 again."""
+    box = lab.boxes[0]
+    start = time.monotonic()
+    rc, out, changed = status_run(lab)
+    check(rc == 0, "status.yml failed on a healthy cluster: %s" % out[-3000:])
+    for name in lab.boxes:
+        check(out.count("-> %s fresh" % name) >= len(lab.routers) * len(DOMAINS),
+              "status.yml does not show %s fresh for every router and domain: %s" % (name, out[-3000:]))
+    serving = out.count(", serving ")
+    check(serving >= 2 * len(lab.boxes), "status.yml shows %d serving vassals: %s" % (serving, out[-3000:]))
+    fifo = "/run/uwsgi-app/%s.fifo" % vassal
+    lab.sh(box, "printf S > %s" % fifo)  # the master FIFO's S toggles the vassal's subscriptions
+    try:
+        stale = wait_for(lambda: vassal_stale(lab, box, vassal), timeout=15, interval=1)
+        blocked_rc, blocked, blocked_changed = status_run(lab, "--check")
+    finally:
+        lab.sh(box, "printf S > %s" % fifo)
+    named = "%s: %s not announcing" % (box, vassal)
+    print("status: healthy rc=%d changed=%s, %d vassals serving; %s %s blocked: stale on its fastrouter after %s, "
+          "rc=%d in check mode, problem named=%s" % (
+              rc, changed, serving, box, vassal, "%.1fs" % stale if stale is not None else "never", blocked_rc,
+              named in blocked))
+    check(stale is not None, "the blocked vassal never went stale on its fastrouter")
+    check(blocked_rc != 0 and named in blocked, "status.yml --check did not name the blocked vassal: %s"
+          % blocked[-3000:])
+    check(set(changed.values()) | set(blocked_changed.values()) == {0},
+          "status.yml changed something: %s, %s" % (changed, blocked_changed))
+    back = wait_for(lambda: status_run(lab)[0] == 0, timeout=30, interval=2)
+    check(back is not None, "status.yml still failed 30 s after the vassal announced again")
+    print("status: rc 0 again %.1fs after the unblock; case %.0fs" % (back, time.monotonic() - start))
+    return {"blocked_rc": blocked_rc}
+
+
+def vassal_stale(lab: Lab, box: str, vassal: str) -> bool:
+    """The vassal's node on its box fastrouter is older than the fastrouter's tolerance (3 s)."""
+    doc = lab.stats(box, "/run/uwsgi-fastrouter/fastrouter.stats")
+    now = time.time()
+    ages = [now - n["last_check"] for s in doc.get("subscriptions", []) for n in s["nodes"]
+            if n["name"].endswith("/%s.sock" % vassal)]
+    return bool(ages) and min(ages) > 4
+
+
 def router_restarts(lab: Lab) -> Dict[str, float]:
     """router -> when its HTTP router last became active (time.monotonic(): systemd's clock is the host's)."""
     return {r: int(lab.sh(r, "systemctl show -p ActiveEnterTimestampMonotonic --value uwsgi-http-router").strip()) / 1e6
@@ -489,9 +545,10 @@ def case_vault_rotate(lab: Lab, keys_dir: str = KEYS_DIR) -> dict:
     return {"report": report.summary()}
 
 
-CASES = {"good": case_good, "bad": case_bad, "router": case_router, "box": case_box, "rotate": case_rotate,
+CASES = {"good": case_good, "status": case_status, "bad": case_bad, "router": case_router, "box": case_box,
+         "rotate": case_rotate,
          "vault": case_vault, "vault_rotate": case_vault_rotate}
-ORDER = ["good", "bad", "hang", "cold", "sigkill", "stats", "concurrent", "inputs", "domains", "scale", "router", "box",
+ORDER = ["good", "status", "bad", "hang", "cold", "sigkill", "stats", "concurrent", "inputs", "domains", "scale", "router", "box",
          "box_kill", "box_freeze", "box_cut", "vassal_kill", "fastrouter_kill", "emperor_kill", "router_kill",
          "release_kill", "rotate", "vault", "vault_rotate", "https"]
 

@@ -1,0 +1,93 @@
+# -*- coding: utf-8 -*-
+# Copyright: graceful.uwsgi contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: cluster_status
+short_description: One table of the whole cluster, from what playbooks/status.yml read
+version_added: 0.1.0
+description:
+  - Turns the stats that C(playbooks/status.yml) read on every host into lines. For every router, its domains with
+    each node's box, whether the router routes to it now (fresh, stale or dead) and the age of its last announce.
+    For every box, its vassals with their release, pid, respawns and state (serving, not announcing, starting,
+    down, cursed, blacklisted). Then the problems found, or V(none).
+  - Freshness and a vassal's state follow the rules of the reload and the cluster guard
+    (C(plugins/module_utils/subscriptions.py), C(plugins/module_utils/reload_snapshot.py)).
+  - It reads, per host, the results registered by C(playbooks/status.yml) (C(uwsgi_status_router) on the routers;
+    C(uwsgi_status_emperor), C(uwsgi_status_fastrouter) and C(uwsgi_status_releases) on the boxes) and the
+    tolerances C(http_router_subscription_tolerance) (default 2) and C(fastrouter_subscription_tolerance)
+    (default 3). The domains the boxes should serve are those of their C(emperor_apps); a router keeps a removed
+    domain until a request asks for it, which is shown but not counted as a problem.
+  - A box's node is C(fastrouter_bind_address), else its gathered default IPv4 address, and C(fastrouter_port)
+    (3017).
+author:
+  - graceful.uwsgi maintainers (@graceful-uwsgi)
+options:
+  _input:
+    description: C(hostvars).
+    type: dict
+    required: true
+  routers:
+    description: The HTTP routers (C(groups['uwsgi_http_routers'])).
+    type: list
+    elements: str
+    required: true
+  boxes:
+    description: The app boxes (C(groups['uwsgi_app_hosts'])).
+    type: list
+    elements: str
+    required: true
+"""
+
+EXAMPLES = r"""
+msg: "{{ hostvars | graceful.uwsgi.cluster_status(groups['uwsgi_http_routers'], groups['uwsgi_app_hosts']) }}"
+# -> {"routers": ["router1:", "  hello.test -> app1 fresh, announced 0s ago", ...],
+#     "boxes": ["app1 (10.0.0.21:3017): fastrouter ok",
+#               "  hello_01: release 2, pid 812, respawns 1, serving hello.test", ...],
+#     "problems": ["none"]}
+"""
+
+RETURN = r"""
+_value:
+  description: C(routers), C(boxes) and C(problems), each a list of lines.
+  type: dict
+"""
+
+from ansible_collections.graceful.uwsgi.plugins.module_utils.cluster_status import (
+    BoxInput, RouterInput, cluster_status as status_of, reading, releases_from_grep,
+)
+from ansible_collections.graceful.uwsgi.plugins.module_utils.inventory import MissingAddress, endpoints
+from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import FASTROUTER_TOLERANCE, ROUTER_TOLERANCE
+
+
+def box_node(box, hostvars):
+    try:
+        return endpoints([box], hostvars, "fastrouter_bind_address", "fastrouter_port", 3017)[0]
+    except MissingAddress:
+        return ""
+
+
+def cluster_status(hostvars, routers, boxes):
+    """``{'routers': lines, 'boxes': lines, 'problems': lines}``."""
+    router_inputs = [RouterInput(name=r, stats=reading(hostvars[r].get("uwsgi_status_router")),
+                                 tolerance=int(hostvars[r].get("http_router_subscription_tolerance", ROUTER_TOLERANCE)))
+                     for r in routers or []]
+    box_inputs = []
+    for box in boxes or []:
+        variables = hostvars[box]
+        releases = variables.get("uwsgi_status_releases") or {}
+        box_inputs.append(BoxInput(
+            name=box, node=box_node(box, hostvars), emperor=reading(variables.get("uwsgi_status_emperor")),
+            fastrouter=reading(variables.get("uwsgi_status_fastrouter")),
+            releases=releases_from_grep(releases.get("stdout_lines") or []),
+            tolerance=int(variables.get("fastrouter_subscription_tolerance", FASTROUTER_TOLERANCE))))
+    domains = sorted({str(d) for box in boxes or [] for app in hostvars[box].get("emperor_apps") or []
+                      for d in (app.get("domains") or [])})
+    return status_of(router_inputs, box_inputs, domains)
+
+
+class FilterModule:
+    def filters(self):
+        return {"cluster_status": cluster_status}
