@@ -83,9 +83,22 @@ def cluster_status(hostvars, routers, boxes):
             fastrouter=reading(variables.get("uwsgi_status_fastrouter")),
             releases=releases_from_grep(releases.get("stdout_lines") or []),
             tolerance=int(variables.get("fastrouter_subscription_tolerance", FASTROUTER_TOLERANCE))))
-    domains = sorted({str(d) for box in boxes or [] for app in hostvars[box].get("emperor_apps") or []
-                      for d in (app.get("domains") or [])})
-    return status_of(router_inputs, box_inputs, domains)
+    return status_of(router_inputs, box_inputs, configured_domains(hostvars, boxes or []))
+
+
+def configured_domains(hostvars, boxes):
+    """The domains of the boxes' emperor_apps; None when no box has emperor_apps (the apps are play vars of
+    another playbook, say): then every domain a router lists is expected."""
+    domains, found = set(), False
+    for box in boxes:
+        try:
+            apps = hostvars[box].get("emperor_apps")
+        except Exception:  # noqa: BLE001 - a variable that does not template here: no domain known from it
+            apps = None
+        if isinstance(apps, list):
+            found = True
+            domains.update(str(d) for app in apps if isinstance(app, dict) for d in app.get("domains") or [])
+    return sorted(domains) if found else None
 
 
 class FilterModule:

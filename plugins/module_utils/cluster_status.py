@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_params import ReloadError
 from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_snapshot import (
-    VassalStatus, active_keys, build_snapshot,
+    VassalStatus, active_keys, build_snapshot, not_announcing,
 )
 from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import is_fresh
 
@@ -36,7 +36,7 @@ def reading(result: Optional[Mapping[str, Any]]) -> Reading:
     if not result:
         return Reading(error="not read")
     if result.get("unreachable"):
-        return Reading(error="unreachable")
+        return Reading(error="unreachable: %s" % result["msg"] if result.get("msg") else "unreachable")
     if result.get("skipped"):
         return Reading(error="not read")
     if result.get("failed") or not isinstance(result.get("stats"), Mapping):
@@ -62,8 +62,9 @@ class BoxInput:
     suffix: str = ".ini"
 
 
-def vassal_state(vassal: VassalStatus, keys: Sequence[str], has_fastrouter: bool) -> str:
-    """What a vassal does now, in the words of the status table."""
+def vassal_state(vassal: VassalStatus, keys: Sequence[str], has_fastrouter: bool, silent: bool) -> str:
+    """What a vassal does now, in the words of the status table. ``silent``: the reload's own test
+    (:func:`reload_snapshot.not_announcing`) says it accepts but no longer announces."""
     if vassal.blacklisted:
         return "blacklisted (the emperor gave up on it)"
     if vassal.cursed:
@@ -75,7 +76,7 @@ def vassal_state(vassal: VassalStatus, keys: Sequence[str], has_fastrouter: bool
     if not has_fastrouter:
         return "accepting (its announces unknown: the fastrouter was not read)"
     if not keys:
-        return "not announcing (drained, or not warmed up)"
+        return "not announcing (drained, or not warmed up)" if silent else "accepting, not announced yet"
     return "serving " + ", ".join(keys)
 
 
@@ -95,10 +96,11 @@ def box_section(box: BoxInput) -> Tuple[List[str], List[str], Dict[str, List[str
     except ReloadError as exc:
         return lines + ["  %s" % exc], problems + ["%s: %s" % (box.name, exc)], {}
     served: Dict[str, List[str]] = {}
+    silent = set(not_announcing(snap, box.tolerance))
     for name in sorted(snap.vassals):
         vassal = snap.vassals[name]
         keys = active_keys(vassal, snap, box.tolerance)
-        state = vassal_state(vassal, keys, snap.has_fastrouter)
+        state = vassal_state(vassal, keys, snap.has_fastrouter, name in silent)
         for key in keys:
             served.setdefault(key, []).append(name)
         lines.append("  %s: release %s, pid %s, respawns %d, %s" % (
@@ -165,11 +167,12 @@ def cluster_status(routers: Sequence[RouterInput], boxes: Sequence[BoxInput],
         box_lines += lines
         problems += found
     router_lines: List[str] = []
+    router_problems: List[str] = []
     for router in routers:
         lines, found = router_section(router, boxes, served, domains)
         router_lines += lines
-        problems = found + problems if found else problems
-    return {"routers": router_lines, "boxes": box_lines, "problems": problems or ["none"]}
+        router_problems += found
+    return {"routers": router_lines, "boxes": box_lines, "problems": router_problems + problems or ["none"]}
 
 
 def releases_from_grep(lines: Sequence[str], suffix: str = ".ini") -> Dict[str, str]:

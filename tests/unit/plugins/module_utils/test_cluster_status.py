@@ -83,6 +83,22 @@ def test_no_box_serves_a_domain_and_down_vassals():
     assert status["problems"] == ["router1: no box serves hello.test", "app1: hello_01 down", "app1: shop_01 starting"]
 
 
+def test_a_vassal_that_just_started_accepting_is_not_a_problem_yet():
+    routers, boxes = healthy()
+    boxes[1] = box("app2", "10.0.0.22:3017", emperor(("hello_01", 21, 1, {"last_accepting": int(NOW) - 1})),
+                   fastrouter())
+    status = cluster_status(routers, boxes)
+    assert status["boxes"][-1] == "  hello_01: release ?, pid 21, respawns 1, accepting, not announced yet"
+    assert status["problems"] == ["none"]
+
+
+def test_problems_come_router_by_router_then_box_by_box():
+    routers, boxes = healthy()
+    table = Reading(router(hello_test=[("10.0.0.21:3017", 9, 0)]), NOW)
+    status = cluster_status([RouterInput("router1", table, 2), RouterInput("router2", table, 2)], boxes)
+    assert [p.split(":")[0] for p in status["problems"]] == ["router1"] * 3 + ["router2"] * 3
+
+
 def test_unreadable_and_unreachable_hosts_are_shown_and_counted():
     boxes = [BoxInput("app1", "", reading({"unreachable": True}), reading({"unreachable": True})),
              BoxInput("app2", "10.0.0.22:3017", reading({"stats": emperor(("hello_01", 5, 1)), "read_at": NOW}),
@@ -91,6 +107,7 @@ def test_unreadable_and_unreachable_hosts_are_shown_and_counted():
     status = cluster_status(routers, boxes)
     assert status["routers"] == ["router1: stats: permission denied"]
     assert status["boxes"][0] == "app1: emperor stats: unreachable"
+    assert reading({"unreachable": True, "msg": "ssh: connect timed out"}).error == "unreachable: ssh: connect timed out"
     assert "fastrouter stats: /run/uwsgi-fastrouter/fastrouter.stats: no such socket" in status["boxes"][1]
     assert status["problems"] == [
         "router1: the router's stats cannot be read (permission denied)",
@@ -143,3 +160,6 @@ def test_the_filter_takes_the_domains_from_emperor_apps():
                  "uwsgi_status_fastrouter": {"stats": fastrouter(hello_test=[("hello_01", 0)]), "read_at": NOW}},
     }
     assert status_filter(hostvars, ["router1"], ["app1"])["problems"] == ["router1: no box serves shop.test"]
+    # Without emperor_apps in the inventory, every domain a router lists is expected, and nothing else.
+    del hostvars["app1"]["emperor_apps"]
+    assert status_filter(hostvars, ["router1"], ["app1"])["problems"] == ["none"]
