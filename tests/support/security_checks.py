@@ -157,7 +157,7 @@ def replayed_unsubscribe(lab: Lab, keys_dir: str) -> None:
     node = "%s:3017" % lab.ip[box]
     announce = build(domain, node, sign_with=os.path.join(keys_dir, "shop.pem"))
     replay = announce[:3] + b"\x01" + announce[4:]  # the header's modifier2: 1 = unsubscribe
-    polls, missing, _ = replay_window(lab, outsider, router, replay, node, domain)
+    polls, missing, _seen = replay_window(lab, outsider, router, replay, node, domain)
     print("replay: without the firewall, %s's replayed unsubscribe kept %s out of %s for %d of %d polls"
           % (outsider, box, router, missing, polls))
     check(missing > 0, "the replayed unsubscribe had no effect without the firewall: the check cannot tell")
