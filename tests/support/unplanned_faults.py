@@ -336,8 +336,15 @@ def release_killed(lab: Lab, version: str, gen: LoadGenerator) -> subprocess.Com
     result: Dict[str, object] = {}
     thread = threading.Thread(target=lambda: result.update(zip(("out", "seconds"), release(lab, version))))
     thread.start()
-    marker = "grep -l '^; release %s$' %s/*.ini 2>/dev/null | head -1" % (version, VASSALS_DIR)
-    reloading = wait_for(lambda: bool(lab.sh(box, marker, check_rc=False).strip()), timeout=300, interval=0.2)
+    # Waited for on the box itself, every 50 ms: a poll from here (a podman exec each) saw the marker too late on
+    # a loaded host, once the box had finished its reload.
+    waiting = time.monotonic()
+    found = ""
+    for _attempt in range(3):  # up to 300 s, in runs shorter than podman exec's own timeout here
+        found = lab.sh(box, "python3 -c \"%s\"" % (WAIT_FOR_RELEASE % (100, VASSALS_DIR, version)), check_rc=False)
+        if found.strip():
+            break
+    reloading = time.monotonic() - waiting if found.strip() else None
     podman("kill", lab.container[box])
     landed = time.monotonic()
     try:
@@ -358,6 +365,22 @@ def release_killed(lab: Lab, version: str, gen: LoadGenerator) -> subprocess.Com
           % (box, out.stdout[-3000:]))
     check(back is not None, "%s did not come back serving within 120 s" % box)
     return out
+
+
+# Run on a box: wait until a vassal file of VASSALS_DIR names the release, print it (nothing after the timeout).
+WAIT_FOR_RELEASE = (
+    "import glob, time\n"
+    "end = time.time() + %d\n"
+    "found = []\n"
+    "while time.time() < end and not found:\n"
+    "    for path in glob.glob('%s/*.ini'):\n"
+    "        try:\n"
+    "            if any(line.strip() == '; release %s' for line in open(path)):\n"
+    "                found.append(path)\n"
+    "        except OSError:\n"
+    "            pass\n"
+    "    time.sleep(0.05)\n"
+    "print(' '.join(found))\n")
 
 
 CASES = {"box_kill": case_box_kill, "box_freeze": case_box_freeze, "box_cut": case_box_cut,
