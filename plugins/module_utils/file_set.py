@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 WRITE = "write"            # the content (or the kind of file) differs: write a new file
+CREATE = "create"          # no directory there yet
 ATTRIBUTES = "attributes"  # only owner, group or mode differ
 NOTHING = "nothing"
 
@@ -30,6 +31,14 @@ class Wanted:
     content: bytes
     mode: int
     uid: Optional[int] = None  # None: keep (a new file: the writer's)
+    gid: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class WantedDirectory:
+    path: str
+    mode: int
+    uid: Optional[int] = None  # None: keep (a new directory: the creator's)
     gid: Optional[int] = None
 
 
@@ -47,6 +56,20 @@ def plan_file(current: Optional[Current], wanted: Wanted) -> str:
     """What :func:`apply_file` must do to make ``current`` (None: nothing there) ``wanted``."""
     if current is None or not current.regular or current.content != wanted.content:
         return WRITE
+    if (stat.S_IMODE(current.mode) != wanted.mode
+            or (wanted.uid is not None and current.uid != wanted.uid)
+            or (wanted.gid is not None and current.gid != wanted.gid)):
+        return ATTRIBUTES
+    return NOTHING
+
+
+def plan_directory(current: Optional[Current], wanted: WantedDirectory) -> str:
+    """What :func:`apply_directory` must do; ValueError when something else than a directory
+    (a symlink included: it is never followed) is at the path."""
+    if current is None:
+        return CREATE
+    if not stat.S_ISDIR(current.mode):
+        raise ValueError("%s exists and is not a directory" % wanted.path)
     if (stat.S_IMODE(current.mode) != wanted.mode
             or (wanted.uid is not None and current.uid != wanted.uid)
             or (wanted.gid is not None and current.gid != wanted.gid)):
@@ -103,6 +126,23 @@ def apply_file(action: str, wanted: Wanted) -> None:
         except OSError:
             pass
         raise
+
+
+def apply_directory(action: str, wanted: WantedDirectory) -> None:
+    """Carry out ``action`` (from :func:`plan_directory`) for ``wanted``."""
+    if action == CREATE:
+        # Closed to others until its owner and mode are set.
+        os.mkdir(wanted.path, 0o700)
+    elif action != ATTRIBUTES:
+        return
+    # On the open directory: a symlink swapped in meanwhile fails to open instead of being followed.
+    fd = os.open(wanted.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if wanted.uid is not None or wanted.gid is not None:
+            os.fchown(fd, -1 if wanted.uid is None else wanted.uid, -1 if wanted.gid is None else wanted.gid)
+        os.fchmod(fd, wanted.mode)
+    finally:
+        os.close(fd)
 
 
 def parse_mode(mode: object) -> int:

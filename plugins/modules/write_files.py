@@ -17,8 +17,9 @@ description:
   - A changed file is written to a new file in the same directory (owner and mode set before the content) and
     renamed over the old one, so a reader never sees half a file. No symlink is followed; a symlink or other
     non-regular file at a path is replaced by a regular file.
-  - Every parent directory must exist (create it with M(ansible.builtin.file) first); in check mode a missing
-    directory or an unknown owner only counts as a change.
+  - Every parent directory must exist or be listed in O(directories), which the module brings to their
+    owner, group and mode before it writes a file; in check mode a missing directory or an unknown owner only
+    counts as a change.
   - Render templates on the controller, for example with the P(ansible.builtin.template#lookup) lookup.
 author:
   - graceful.uwsgi maintainers (@graceful-uwsgi)
@@ -52,6 +53,43 @@ options:
       show_content:
         description: Whether C(--diff) shows the content (default O(show_content)).
         type: bool
+  directories:
+    description:
+      - Directories to create, or to bring to their owner, group and mode, before the files are written; in
+        order, so a parent comes before its children. The parent of each must exist or be listed before it.
+      - A directory replaces nothing and follows no symlink; the module fails, before any change, when something
+        else than a directory is at one of these paths.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path of the directory.
+        type: path
+        required: true
+      mode:
+        description: Permissions, as O(mode).
+        type: raw
+        required: true
+      owner:
+        description: User that owns the directory. When unset, an existing directory keeps its owner and a new one
+          is owned by the user the module runs as.
+        type: str
+      group:
+        description: Group of the directory, kept or the running user's when unset, as O(directories[].owner).
+        type: str
+  prune:
+    description:
+      - Directories that hold exactly the files of this call. After the files are written, a file in one of
+        them whose name matches O(prune_pattern) and that is neither in O(files) nor in O(contents) is
+        removed (a symlink is removed, never followed). Subdirectories are left alone.
+    type: list
+    elements: path
+    default: []
+  prune_pattern:
+    description: Shell pattern (C(fnmatch)) of the names that O(prune) may remove.
+    type: str
+    default: "*"
   contents:
     description:
       - Files that share the module's attributes, as a dict of absolute path to content.
@@ -98,6 +136,11 @@ EXAMPLES = r"""
 
 - name: Install a private key and an environment (neither shown in --diff or the log)
   graceful.uwsgi.write_files:
+    directories:
+      - path: /etc/uwsgi-emperor/env
+        owner: root
+        group: uwsgi-app
+        mode: "0750"
     files:
       - path: /etc/uwsgi-emperor/keys/shop.pem
         content: "{{ vault_shop_key }}"
@@ -112,34 +155,48 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+changed_directories:
+  description: The paths of O(directories) created, or whose owner, group or mode changed (or would, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/uwsgi-emperor/env]
 changed_files:
   description: The paths whose content, owner, group or mode changed (or would change, in check mode).
   returned: always
   type: list
   elements: str
   sample: [/etc/uwsgi-emperor/staging/shop_01.ini]
+removed_files:
+  description: The paths that O(prune) removed (or would remove, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/uwsgi-emperor/staging/blog_01.ini]
 """
 
+import fnmatch
 import grp
 import os
 import pwd
+import stat
 from dataclasses import replace
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 
 from ansible_collections.graceful.uwsgi.plugins.module_utils.file_set import (
-    NOTHING, WRITE, Wanted, apply_file, parse_mode, plan_file, read_current)
+    CREATE, NOTHING, WRITE, Wanted, WantedDirectory, apply_directory, apply_file, parse_mode, plan_directory, plan_file,
+    read_current)
 
 HIDDEN_BEFORE = "(old content not shown)\n"
 HIDDEN_AFTER = "(new content not shown)\n"
 
 
-def wanted_of(entry, check_mode):
-    """The Wanted file of one entry; ValueError naming its path."""
-    path = entry["path"]
-    where = path
-    if not os.path.isabs(path):
+def attributes_of(entry, check_mode):
+    """(mode, uid, gid) of one entry; ValueError naming its path."""
+    where = entry["path"]
+    if not os.path.isabs(where):
         raise ValueError("%s: path must be absolute" % where)
     try:
         mode = parse_mode(entry["mode"])
@@ -147,7 +204,7 @@ def wanted_of(entry, check_mode):
         raise ValueError("%s: %s" % (where, exc))
     ids = []
     for kind, lookup in (("owner", lambda name: pwd.getpwnam(name).pw_uid), ("group", lambda name: grp.getgrnam(name).gr_gid)):
-        name = entry[kind]
+        name = entry.get(kind)
         if name is None:
             ids.append(None)
             continue
@@ -157,7 +214,31 @@ def wanted_of(entry, check_mode):
             if not check_mode:
                 raise ValueError("%s: %s %s does not exist" % (where, kind, name))
             ids.append(-2)  # a user that will exist later: always a change
-    return Wanted(path=path, content=to_bytes(entry["content"], errors="surrogate_or_strict"), mode=mode, uid=ids[0], gid=ids[1])
+    return mode, ids[0], ids[1]
+
+
+def wanted_of(entry, check_mode):
+    """The Wanted file of one entry; ValueError naming its path."""
+    mode, uid, gid = attributes_of(entry, check_mode)
+    return Wanted(path=entry["path"], content=to_bytes(entry["content"], errors="surrogate_or_strict"), mode=mode, uid=uid, gid=gid)
+
+
+def directories_of(entries, check_mode):
+    """[(WantedDirectory, action)] in order; ValueError naming the path at fault."""
+    planned = []
+    listed = set()
+    for entry in entries:
+        mode, uid, gid = attributes_of(dict(entry, path=str(entry["path"])), check_mode)
+        wanted = WantedDirectory(path=os.path.normpath(str(entry["path"])), mode=mode, uid=uid, gid=gid)
+        if wanted.path in listed:
+            raise ValueError("%s is listed twice" % wanted.path)
+        parent = os.path.dirname(wanted.path)
+        if not check_mode and parent not in listed and not os.path.isdir(parent):
+            raise ValueError("%s: directory %s does not exist" % (wanted.path, parent))
+        current = read_current(wanted.path)
+        planned.append((keep_unset_ids(current, wanted), plan_directory(current, wanted)))
+        listed.add(wanted.path)
+    return planned
 
 
 def diff_of(current, wanted, shown):
@@ -184,9 +265,30 @@ def entries_of(params):
         yield defaults, dict(path=path, content=content)
 
 
+def unlisted(directories, pattern, listed):
+    """The files of ``directories`` whose names match ``pattern`` and that are not ``listed``, sorted."""
+    found = []
+    for directory in directories:
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if (fnmatch.fnmatchcase(entry.name, pattern) and entry.path not in listed
+                    and not stat.S_ISDIR(entry.stat(follow_symlinks=False).st_mode)):
+                found.append(entry.path)
+    return sorted(found)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            directories=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="path", required=True),
+                mode=dict(type="raw", required=True),
+                owner=dict(type="str"),
+                group=dict(type="str"),
+            )),
             files=dict(type="list", elements="dict", default=[], options=dict(
                 path=dict(type="path", required=True),
                 content=dict(type="str", required=True),
@@ -196,6 +298,8 @@ def main():
                 show_content=dict(type="bool"),
             )),
             contents=dict(type="dict", default={}),
+            prune=dict(type="list", elements="path", default=[]),
+            prune_pattern=dict(type="str", default="*"),
             owner=dict(type="str"),
             group=dict(type="str"),
             mode=dict(type="raw", default="0644"),
@@ -203,6 +307,11 @@ def main():
         ),
         supports_check_mode=True,
     )
+    try:
+        directories = directories_of(module.params["directories"], module.check_mode)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    new_directories = set(directory.path for directory, _action in directories)
     wanted = []
     seen = set()
     for attributes, entry in entries_of(module.params):
@@ -219,14 +328,26 @@ def main():
             module.fail_json(msg=str(exc))
         if item.path in seen:
             module.fail_json(msg="%s is listed twice" % item.path)
-        if not os.path.isdir(os.path.dirname(item.path)) and not module.check_mode:
+        if not module.check_mode and os.path.dirname(item.path) not in new_directories and not os.path.isdir(os.path.dirname(item.path)):
             module.fail_json(msg="%s: directory %s does not exist" % (item.path, os.path.dirname(item.path)))
         if os.path.isdir(item.path) and not os.path.islink(item.path):
             module.fail_json(msg="%s is a directory" % item.path)
         seen.add(item.path)
         wanted.append((item, entry["show_content"]))
-    changed_files, diffs = [], []
-    # Every entry is checked above before the first write.
+    changed_directories, changed_files, diffs = [], [], []
+    # Every entry is checked above before the first change.
+    for directory, action in directories:
+        if action == NOTHING:
+            continue
+        changed_directories.append(directory.path)
+        if action == CREATE and module._diff:
+            diffs.append(dict(before_header=directory.path, after_header=directory.path, before="", after="(directory)\n"))
+        if not module.check_mode:
+            try:
+                apply_directory(action, directory)
+            except OSError as exc:
+                module.fail_json(msg="%s: %s" % (directory.path, exc), changed=True,
+                                 changed_directories=changed_directories, changed_files=[])
     for item, shown in wanted:
         try:
             current = read_current(item.path)
@@ -240,8 +361,26 @@ def main():
             if not module.check_mode:
                 apply_file(action, item)
         except OSError as exc:
-            module.fail_json(msg="%s: %s" % (item.path, exc), changed=bool(changed_files), changed_files=changed_files)
-    result = dict(changed=bool(changed_files), changed_files=changed_files)
+            module.fail_json(msg="%s: %s" % (item.path, exc), changed=bool(changed_directories or changed_files),
+                             changed_directories=changed_directories, changed_files=changed_files)
+    prune = [os.path.normpath(str(path)) for path in module.params["prune"]]
+    removed_files = unlisted(prune, module.params["prune_pattern"], set(os.path.normpath(path) for path in seen))
+    for path in removed_files:
+        if module._diff:
+            current = read_current(path)
+            before = "(not a regular file)\n" if current is None or not current.regular else diff_of(
+                current, Wanted(path, b"", 0), module.params["show_content"])["before"]
+            diffs.append(dict(before_header=path, after_header=path, before=before, after=""))
+        if not module.check_mode:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                module.fail_json(msg="%s: %s" % (path, exc), changed=True, changed_directories=changed_directories,
+                                 changed_files=changed_files, removed_files=removed_files)
+    result = dict(changed=bool(changed_directories or changed_files or removed_files),
+                  changed_directories=changed_directories, changed_files=changed_files, removed_files=removed_files)
     if diffs:
         result["diff"] = diffs
     module.exit_json(**result)

@@ -90,3 +90,62 @@ def test_nothing_is_written_when_a_later_entry_is_bad(capsys, tmp_path):
     result = run(capsys, contents={first: "x", str(tmp_path / "missing" / "second.ini"): "y"})
     assert result["failed"] and "missing does not exist" in result["msg"]
     assert not os.path.exists(first)
+
+
+def test_directories_come_first_then_no_change(capsys, tmp_path):
+    env = tmp_path / "env"
+    nested = env / "keys"
+    directories = [{"path": str(env), "mode": "0750"}, {"path": str(nested), "mode": "0700"}]
+    contents = {str(nested / "a.pem"): "KEY\n"}
+    result = run(capsys, directories=directories, contents=contents, _ansible_diff=True)
+    assert result["changed_directories"] == [str(env), str(nested)] and result["changed_files"] == [str(nested / "a.pem")]
+    assert [d["after"] for d in result["diff"]] == ["(directory)\n", "(directory)\n", "KEY\n"]
+    assert stat.S_IMODE(env.stat().st_mode) == 0o750 and stat.S_IMODE(nested.stat().st_mode) == 0o700
+    again = run(capsys, directories=directories, contents=contents)
+    assert again["changed"] is False and again["changed_directories"] == []
+    env.chmod(0o755)
+    fixed = run(capsys, directories=directories, contents=contents)
+    assert fixed["changed_directories"] == [str(env)] and stat.S_IMODE(env.stat().st_mode) == 0o750
+
+
+def test_directories_in_check_mode_change_nothing(capsys, tmp_path):
+    env = tmp_path / "new" / "env"
+    result = run(capsys, directories=[{"path": str(env.parent), "mode": "0755"}, {"path": str(env), "mode": "0750"}],
+                 contents={str(env / "a.ini"): "a\n"}, _ansible_check_mode=True)
+    assert result["changed"] and result["changed_directories"] == [str(env.parent), str(env)]
+    assert not env.parent.exists()
+
+
+def test_a_symlink_or_file_where_a_directory_goes_fails_before_any_change(capsys, tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(target)
+    (tmp_path / "plain").write_text("x")
+    first = tmp_path / "first"
+    for path in ("link", "plain"):
+        result = run(capsys, directories=[{"path": str(first), "mode": "0755"}, {"path": str(tmp_path / path), "mode": "0777"}])
+        assert result["failed"] and "%s exists and is not a directory" % (tmp_path / path) in result["msg"]
+    assert not first.exists() and stat.S_IMODE(target.stat().st_mode) == 0o700
+
+
+def test_a_directory_whose_parent_is_missing_is_named(capsys, tmp_path):
+    result = run(capsys, directories=[{"path": str(tmp_path / "no" / "such"), "mode": "0755"}])
+    assert result["failed"] and "%s: directory %s does not exist" % (tmp_path / "no" / "such", tmp_path / "no") in result["msg"]
+
+
+def test_prune_removes_the_unlisted_matching_files_only(capsys, tmp_path):
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "old_01.ini").write_text("[uwsgi]\nold\n")
+    (staged / "notes.txt").write_text("kept: another pattern\n")
+    (staged / "sub.ini").mkdir()  # a directory: left alone
+    (staged / "dangling.ini").symlink_to(tmp_path / "nowhere")
+    args = dict(contents={str(staged / "new_01.ini"): "[uwsgi]\nnew\n"}, prune=[str(staged)], prune_pattern="*.ini")
+    planned = run(capsys, _ansible_check_mode=True, _ansible_diff=True, **args)
+    assert planned["removed_files"] == [str(staged / "dangling.ini"), str(staged / "old_01.ini")]
+    assert {d["before"] for d in planned["diff"] if d["after"] == ""} == {"(not a regular file)\n", "[uwsgi]\nold\n"}
+    assert (staged / "old_01.ini").exists() and not (staged / "new_01.ini").exists()
+    done = run(capsys, **args)
+    assert done["removed_files"] == planned["removed_files"] and done["changed_files"] == [str(staged / "new_01.ini")]
+    assert sorted(p.name for p in staged.iterdir()) == ["new_01.ini", "notes.txt", "sub.ini"]
+    assert run(capsys, **args)["changed"] is False
