@@ -1,6 +1,6 @@
 # Copyright: graceful.uwsgi contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""file_set: the plan for one file (pure), and the writes on a real directory."""
+"""file_set: the plan for one file or directory (pure), and the writes on a real directory."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import stat
 import pytest
 
 from ansible_collections.graceful.uwsgi.plugins.module_utils.file_set import (
-    ATTRIBUTES, NOTHING, WRITE, Current, Wanted, apply_file, parse_mode, plan_file, read_current)
+    ATTRIBUTES, CREATE, NOTHING, WRITE, Current, Wanted, WantedDirectory, apply_directory, apply_file, parse_mode,
+    plan_directory, plan_file, read_current)
 
 WANTED = Wanted(path="/x/a.ini", content=b"a\n", mode=0o640, uid=10, gid=20)
 
@@ -32,6 +33,35 @@ def current(**changes):
 ])
 def test_plan_file(now, action):
     assert plan_file(now, WANTED) == action
+
+
+DIRECTORY = WantedDirectory(path="/x/env", mode=0o750, uid=10, gid=20)
+
+
+@pytest.mark.parametrize("now, action", [
+    (None, CREATE),
+    (current(regular=False, content=None, mode=stat.S_IFDIR | 0o750), NOTHING),
+    (current(regular=False, content=None, mode=stat.S_IFDIR | 0o755), ATTRIBUTES),
+    (current(regular=False, content=None, mode=stat.S_IFDIR | 0o750, gid=21), ATTRIBUTES),
+])
+def test_plan_directory(now, action):
+    assert plan_directory(now, DIRECTORY) == action
+
+
+@pytest.mark.parametrize("kind", [stat.S_IFLNK | 0o777, stat.S_IFREG | 0o750])
+def test_plan_directory_refuses_anything_else(kind):
+    with pytest.raises(ValueError, match="/x/env exists and is not a directory"):
+        plan_directory(current(regular=False, content=None, mode=kind), DIRECTORY)
+
+
+def test_create_then_nothing_then_attributes_of_a_directory(tmp_path):
+    wanted = WantedDirectory(path=str(tmp_path / "env"), mode=0o750)
+    apply_directory(plan_directory(read_current(wanted.path), wanted), wanted)
+    assert stat.S_IMODE(os.stat(wanted.path).st_mode) == 0o750
+    assert plan_directory(read_current(wanted.path), wanted) == NOTHING
+    os.chmod(wanted.path, 0o777)
+    apply_directory(plan_directory(read_current(wanted.path), wanted), wanted)
+    assert stat.S_IMODE(os.stat(wanted.path).st_mode) == 0o750
 
 
 def test_unset_owner_and_group_are_kept():
