@@ -52,15 +52,25 @@ class Current:
     gid: int
 
 
+def attributes_differ(current: Current, wanted) -> bool:
+    """Whether the mode, or an owner or group that ``wanted`` (a Wanted or WantedDirectory) sets, differs."""
+    return (stat.S_IMODE(current.mode) != wanted.mode
+            or (wanted.uid is not None and current.uid != wanted.uid)
+            or (wanted.gid is not None and current.gid != wanted.gid))
+
+
+def set_attributes(fd: int, wanted) -> None:
+    """Give the open file or directory ``fd`` the owner, group (those ``wanted`` sets) and mode of ``wanted``."""
+    if wanted.uid is not None or wanted.gid is not None:
+        os.fchown(fd, -1 if wanted.uid is None else wanted.uid, -1 if wanted.gid is None else wanted.gid)
+    os.fchmod(fd, wanted.mode)
+
+
 def plan_file(current: Optional[Current], wanted: Wanted) -> str:
     """What :func:`apply_file` must do to make ``current`` (None: nothing there) ``wanted``."""
     if current is None or not current.regular or current.content != wanted.content:
         return WRITE
-    if (stat.S_IMODE(current.mode) != wanted.mode
-            or (wanted.uid is not None and current.uid != wanted.uid)
-            or (wanted.gid is not None and current.gid != wanted.gid)):
-        return ATTRIBUTES
-    return NOTHING
+    return ATTRIBUTES if attributes_differ(current, wanted) else NOTHING
 
 
 def plan_directory(current: Optional[Current], wanted: WantedDirectory) -> str:
@@ -70,11 +80,7 @@ def plan_directory(current: Optional[Current], wanted: WantedDirectory) -> str:
         return CREATE
     if not stat.S_ISDIR(current.mode):
         raise ValueError("%s exists and is not a directory" % wanted.path)
-    if (stat.S_IMODE(current.mode) != wanted.mode
-            or (wanted.uid is not None and current.uid != wanted.uid)
-            or (wanted.gid is not None and current.gid != wanted.gid)):
-        return ATTRIBUTES
-    return NOTHING
+    return ATTRIBUTES if attributes_differ(current, wanted) else NOTHING
 
 
 def read_current(path: str) -> Optional[Current]:
@@ -99,9 +105,7 @@ def apply_file(action: str, wanted: Wanted) -> None:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise OSError("%s is no longer a regular file" % wanted.path)
-            if wanted.uid is not None or wanted.gid is not None:
-                os.fchown(fd, -1 if wanted.uid is None else wanted.uid, -1 if wanted.gid is None else wanted.gid)
-            os.fchmod(fd, wanted.mode)
+            set_attributes(fd, wanted)
         finally:
             os.close(fd)
         return
@@ -112,10 +116,7 @@ def apply_file(action: str, wanted: Wanted) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             # Owner and mode first, so that the content is never readable by more than wanted.
-            if wanted.uid is not None or wanted.gid is not None:
-                os.fchown(handle.fileno(), -1 if wanted.uid is None else wanted.uid,
-                          -1 if wanted.gid is None else wanted.gid)
-            os.fchmod(handle.fileno(), wanted.mode)
+            set_attributes(handle.fileno(), wanted)
             handle.write(wanted.content)
             handle.flush()
             os.fsync(handle.fileno())
@@ -138,9 +139,7 @@ def apply_directory(action: str, wanted: WantedDirectory) -> None:
     # On the open directory: a symlink swapped in meanwhile fails to open instead of being followed.
     fd = os.open(wanted.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        if wanted.uid is not None or wanted.gid is not None:
-            os.fchown(fd, -1 if wanted.uid is None else wanted.uid, -1 if wanted.gid is None else wanted.gid)
-        os.fchmod(fd, wanted.mode)
+        set_attributes(fd, wanted)
     finally:
         os.close(fd)
 

@@ -228,8 +228,9 @@ def directories_of(entries, check_mode):
     planned = []
     listed = set()
     for entry in entries:
-        mode, uid, gid = attributes_of(dict(entry, path=str(entry["path"])), check_mode)
-        wanted = WantedDirectory(path=os.path.normpath(str(entry["path"])), mode=mode, uid=uid, gid=gid)
+        path = os.path.normpath(str(entry["path"]))
+        mode, uid, gid = attributes_of(dict(entry, path=path), check_mode)
+        wanted = WantedDirectory(path=path, mode=mode, uid=uid, gid=gid)
         if wanted.path in listed:
             raise ValueError("%s is listed twice" % wanted.path)
         parent = os.path.dirname(wanted.path)
