@@ -101,6 +101,24 @@ def configured_domains(hostvars, boxes):
     return sorted(domains) if found else None
 
 
+def domain_boxes(hostvars, boxes):
+    """``{'expected': {domain: [node, ...]}, 'boxes': {node: box}}``: which box nodes each domain should have on
+    a router (from the boxes' ``emperor_apps``), for the metrics exporter of a router."""
+    expected, names = {}, {}
+    for box in boxes or []:
+        node = box_node(box, hostvars)
+        if not node:
+            continue
+        names[node] = box
+        apps = hostvars[box].get("emperor_apps")
+        for app in apps if isinstance(apps, list) else []:
+            for domain in (app.get("domains") or []) if isinstance(app, dict) else []:
+                nodes = expected.setdefault(str(domain), [])
+                if node not in nodes:
+                    nodes.append(node)
+    return {"expected": expected, "boxes": names}
+
+
 class FilterModule:
     def filters(self):
-        return {"cluster_status": cluster_status}
+        return {"cluster_status": cluster_status, "domain_boxes": domain_boxes}

@@ -1,0 +1,130 @@
+# Copyright: graceful.uwsgi contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Prometheus exporter of a graceful.uwsgi host: its HTTP router, or its box
+(emperor, fastrouter, the last release), read at every scrape.
+
+    graceful-uwsgi-exporter.py --config /etc/graceful-uwsgi/metrics.json
+
+The metrics are made by the collection's own code (``metrics.py`` and the
+modules it imports, installed next to this file by the graceful.uwsgi.metrics
+role), so a node is fresh and a vassal blocked by the same rules as in a
+reload.  GET /metrics answers; nothing else does.  Standard library only.
+"""
+
+import argparse
+import glob
+import json
+import os
+import socket
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# pylint: disable=wrong-import-position
+from ansible_collections.graceful.uwsgi.plugins.module_utils import metrics  # noqa: E402
+from ansible_collections.graceful.uwsgi.plugins.module_utils.cluster_status import releases_from_grep  # noqa: E402
+from ansible_collections.graceful.uwsgi.plugins.module_utils.stats import StatsError, read_stats  # noqa: E402
+
+# A stats socket that does not answer within this delays the scrape, no more.
+READ_TIMEOUT = 2.0
+MAX_RECORD_BYTES = 64 * 1024
+
+
+def read(address):
+    try:
+        return read_stats(address, READ_TIMEOUT)
+    except StatsError as exc:
+        sys.stderr.write("%s\n" % exc)
+        return None
+
+
+def vassal_releases(vassals_dir, suffix):
+    """The first '; release ' line of every vassal file, as grep -H -m1 prints it."""
+    lines = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(vassals_dir), "*" + suffix))):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    if line.startswith("; release "):
+                        lines.append("%s:%s" % (path, line.rstrip("\n")))
+                        break
+        except OSError:
+            continue
+    return releases_from_grep(lines, suffix)
+
+
+def release_record(path):
+    """The record of the last release; None when there is none yet; {} when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_RECORD_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        sys.stderr.write("release record %s: %s\n" % (path, exc.strerror))
+        return {}
+    try:
+        record = json.loads(data.decode("utf-8")) if len(data) <= MAX_RECORD_BYTES else {}
+    except ValueError:
+        record = {}
+    return record if isinstance(record, dict) else {}
+
+
+def collect(config):
+    samples = []
+    router = config.get("router")
+    if router:
+        doc = read(router["stats"])
+        samples += metrics.router_samples(doc, time.time(), int(router["tolerance"]), router["expected"],
+                                          router["boxes"])
+    box = config.get("box")
+    if box:
+        emperor = read(box["emperor_stats"])
+        fastrouter = read(box["fastrouter_stats"])
+        samples += metrics.box_samples(emperor, fastrouter, time.time(), int(box["tolerance"]),
+                                       vassal_releases(box["vassals_dir"], box["suffix"]), box["suffix"])
+        samples += metrics.release_samples(release_record(box["release_record"]))
+    return metrics.render(samples)
+
+
+class Handler(BaseHTTPRequestHandler):
+    config = {}
+    server_version = "graceful-uwsgi-exporter"
+
+    def do_GET(self):  # noqa: N802 - the name http.server calls
+        if self.path.split("?", 1)[0] != "/metrics":
+            self.send_error(404, "only /metrics is served")
+            return
+        body = collect(self.config).encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):  # noqa: A002 - http.server's signature
+        pass  # one line per scrape would flood the journal
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--config", required=True)
+    args = parser.parse_args()
+    with open(args.config, encoding="utf-8") as handle:
+        config = json.load(handle)
+    host, port = config["address"], int(config["port"])
+    Server.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    Handler.config = config
+    server = Server((host, port), Handler)
+    sys.stderr.write("graceful-uwsgi-exporter: serving http://%s:%d/metrics\n" % (host, port))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
