@@ -49,6 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from loadgen import LoadGenerator, Report, Sample  # noqa: E402
 from subscription_packet import build  # noqa: E402
+from metrics_watch import MetricsWatch, label, matching, scrape  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB_VARS = os.path.join(ROOT, "tests", "lab_vars.yml")
@@ -191,11 +192,61 @@ def summary_of(out: subprocess.CompletedProcess) -> str:
     return " | ".join(lines)
 
 
-def case_good(lab: Lab, version: str = "2") -> dict:
+SUMMARY_FIGURES = re.compile(r"boxes done: (\d+) of \d+, vassals reloaded: (\d+),.* elapsed: ([0-9.]+)s, "
+                             r"reload time: ([0-9.]+)s")
+
+
+def check_release_metrics(lab: Lab, out: subprocess.CompletedProcess, version: str, result: str) -> None:
+    """Every box's exporter gives the release's figures as the playbook's summary does."""
+    figures = SUMMARY_FIGURES.search(re.sub(r"\s+", " ", out.stdout))  # the callback wraps long lines
+    check(figures is not None, "no figures in the summary:\n%s" % out.stdout[-3000:])
+    boxes_done, reloaded, elapsed, reload_time = figures.groups()
+    for box in lab.boxes:
+        series = scrape(lab.ip[box])
+        shown = {name: matching(series, name) for name in (
+            "release_info", "release_boxes_done", "release_vassals_reloaded", "release_elapsed_seconds",
+            "release_reload_seconds", "release_stopped")}
+        print("metrics: %s: %s" % (box, " ".join("%s%s=%g" % (n, k, v) for n, f in shown.items() for k, v in f.items())))
+        check(shown["release_info"] == {'{result="%s",version="%s"}' % (result, version): 1.0},
+              "%s: the exporter's release is %s, not %s %s" % (box, shown["release_info"], version, result))
+        check(shown["release_boxes_done"] == {"": float(boxes_done)}
+              and shown["release_vassals_reloaded"] == {"": float(reloaded)}
+              and shown["release_elapsed_seconds"] == {"": float(elapsed)}
+              and shown["release_reload_seconds"] == {"": float(reload_time)}
+              and shown["release_stopped"] == {"": float(result == "stopped")},
+              "%s: the exporter's release figures %s differ from the summary's (boxes done %s, vassals reloaded %s, "
+              "elapsed %s, reload time %s)" % (box, shown, boxes_done, reloaded, elapsed, reload_time))
+
+
+def check_vassals_out_and_back(lab: Lab, watch: MetricsWatch, start: float, end: float) -> None:
+    """During the release every vassal was seen not announcing, and every one announces at the end; the routers
+    always had a box for every domain."""
+    for box in lab.boxes:
+        announcing = watch.timeline(box, "vassal_announcing", start, end)
+        check(announcing, "%s: no scrape of its exporter during the release (errors: %d)" % (box, watch.errors[box]))
+        out = {label(k, "vassal"): v.count(0.0) for k, v in announcing.items()}
+        print("metrics: %s: %d scrapes; scrapes with each vassal out: %s" % (
+            box, len(next(iter(announcing.values()))), out))
+        check(all(out.values()), "%s: the metrics never showed %s out during the release"
+              % (box, [v for v, n in out.items() if not n]))
+        last = matching(scrape(lab.ip[box]), "vassal_announcing")
+        check(last and all(v == 1.0 for v in last.values()), "%s: after the release, announcing: %s" % (box, last))
+    for router in lab.routers:
+        boxes = watch.timeline(router, "router_domain_boxes", start, end)
+        lowest = {label(k, "domain"): min(v) for k, v in boxes.items()}
+        print("metrics: %s: fewest boxes per domain during the release: %s" % (router, lowest))
+        check(boxes and all(lowest.values()), "%s: a domain had no box during the release: %s" % (router, lowest))
+
+
+def case_good(lab: Lab, version: str = os.environ.get("GOOD_VERSION", "2")) -> dict:
     gen = lab.load()
+    watch = MetricsWatch({h: lab.ip[h] for h in lab.routers + lab.boxes}, interval=0.2).start()
     time.sleep(2)
+    start = time.time()
     out, seconds = release(lab, version)
+    end = time.time()
     time.sleep(2)
+    watch.stop()
     report = gen.stop()
     print("good: %s playbook=%.1fs rc=%d through=%s" % (
         summary_line(report), seconds, out.returncode, lab.by_entry(report)))
@@ -205,6 +256,8 @@ def case_good(lab: Lab, version: str = "2") -> dict:
     after = lab.versions_served()
     print("good: versions served afterwards: %s" % after)
     check(set(after) == {version}, "after the release, responses report %s, not only %s" % (after, version))
+    check_vassals_out_and_back(lab, watch, start, end)
+    check_release_metrics(lab, out, version, "complete")
     return {"report": report.summary(), "seconds": seconds, "stdout": out.stdout}
 
 
@@ -238,6 +291,7 @@ def case_bad(lab: Lab, good_version: str = "2", bad_version: str = "3bad") -> di
     check(not report.failed, "bad release: %d requests failed: %s" % (len(report.failed), report.summary()["failures"]))
     check(set(report.summary()["versions"]) == {good_version},
           "responses during the bad release: %s" % report.summary()["versions"])
+    check_release_metrics(lab, out, bad_version, "stopped")
     for box in lab.boxes[1:]:
         now = lab.sh(box, "grep -h '^; release' /etc/uwsgi-emperor/vassals/*.ini | sort | uniq -c")
         check(now == before[box], "%s was touched by the stopped release: %s -> %s" % (box, before[box], now))
@@ -254,6 +308,7 @@ def case_bad(lab: Lab, good_version: str = "2", bad_version: str = "3bad") -> di
     check(back.returncode == 0, "rollback failed:\n%s\n%s" % (back.stdout[-4000:], back.stderr[-2000:]))
     check(not rollback.failed, "rollback: %d requests failed" % len(rollback.failed))
     check(set(lab.versions_served()) == {good_version}, "after the rollback not every response is %s" % good_version)
+    check_release_metrics(lab, back, good_version, "complete")
     return {"report": report.summary()}
 
 

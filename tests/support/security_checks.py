@@ -40,6 +40,7 @@ from subscription_packet import build  # noqa: E402
 from uwsgi_box import make_key_pair  # noqa: E402
 
 ROGUE_PORT = 9999
+METRICS_PORT = 9718
 ROGUE_SERVER = (
     "import socket\n"
     "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
@@ -251,13 +252,18 @@ def exposure(lab: Lab) -> None:
             if proto == "udp":
                 check(address in ("127.0.0.1", lab.ip[host]) or address.startswith("127."),
                       "%s: UDP (subscription) socket on %s, not loopback or the private address" % (host, local))
+        # The metrics exporter (graceful.uwsgi.metrics): on the private address, and only there.
+        metrics = [local for proto, local in judged if proto == "tcp" and local.endswith(":%d" % METRICS_PORT)]
+        check(metrics == ["%s:%d" % (lab.ip[host], METRICS_PORT)],
+              "%s: the metrics exporter listens on %s, not on the private address %s only" % (host, metrics, lab.ip[host]))
 
 
 def privileges(lab: Lab) -> None:
     expected = {"uwsgi-http-router": "uwsgi-http-router", "uwsgi-fastrouter": "uwsgi-fastrouter",
-                "uwsgi-emperor": "uwsgi-app"}
+                "uwsgi-emperor": "uwsgi-app", "graceful-uwsgi-exporter": "graceful-uwsgi-metrics"}
     for host in lab.routers + lab.boxes:
-        services = ["uwsgi-http-router"] if host in lab.routers else ["uwsgi-fastrouter", "uwsgi-emperor"]
+        services = (["uwsgi-http-router"] if host in lab.routers else ["uwsgi-fastrouter", "uwsgi-emperor"]) + [
+            "graceful-uwsgi-exporter"]
         for service in services:
             pid = lab.sh(host, "systemctl show -p MainPID --value %s" % service).strip()
             users = set(lab.sh(host, "ps -o user= --ppid %s -p %s" % (pid, pid)).split())
