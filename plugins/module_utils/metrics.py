@@ -198,4 +198,3 @@ def release_samples(record: Optional[Mapping[str, Any]]) -> List[Sample]:
     except (KeyError, TypeError, ValueError):
         return [("source_up", {"source": "release_record"}, False)]
     return [("source_up", {"source": "release_record"}, True)] + figures
-

@@ -218,3 +218,52 @@ def test_dashboard_exprs_are_valid_promql(tmp_path):
 def test_dashboard_check_catches_invalid_promql(tmp_path, expr):
     code, output = check_rules_file(tmp_path, "broken.rules.yml", [("broken", expr)])
     assert code != 0, output
+
+
+# Scrapes recorded from the lab's exporters (curl http://HOST:9718/metrics): a box with one vassal's
+# subscriptions blocked through its master FIFO, and a router while one box's fastrouter was stopped.
+# Each is held for 10 minutes; the alerts that fire must be exactly these (alert name and its subject).
+RECORDED = {
+    "box_vassal_blocked.prom": ("app1:9718", {("GracefulUwsgiVassalNotAnnouncing", "hello_01")}),
+    "router_box_missing.prom": ("router1:9718", {
+        ("GracefulUwsgiBoxMissingFromRouter", "app2"), ("GracefulUwsgiDomainUnderserved", "hello.test"),
+        ("GracefulUwsgiDomainUnderserved", "www.hello.test"), ("GracefulUwsgiDomainUnderserved", "shop.test")}),
+}
+
+
+def recorded_series(name, instance):
+    """``(series with job and instance, value)`` of every sample of a recorded scrape."""
+    with open(os.path.join(ROOT, "tests", "unit", "fixtures", "metrics", name), encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("#") or not line.strip():
+                continue
+            series, _sep, value = line.strip().rpartition(" ")
+            metric, _brace, labels = series.partition("{")
+            extra = 'job="graceful-uwsgi",instance="%s"' % instance
+            yield "%s{%s%s}" % (metric, extra, "," + labels.rstrip("}") if labels else ""), value
+
+
+@pytest.mark.parametrize("recording", sorted(RECORDED))
+def test_recorded_scrapes_fire_exactly_their_alerts(recording, tmp_path):
+    instance, expected = RECORDED[recording]
+    subject = 'label_replace(label_replace(label_replace(ALERTS{alertstate="firing"}, "subject", "$1", "vassal", "(.+)"), ' \
+              '"subject", "$1", "box", "(.+)"), "subject", "$1", "domain", "(.+)")'
+    test = {
+        "rule_files": [os.path.join(ROOT, RULES)],
+        "evaluation_interval": "30s",
+        "tests": [{
+            "interval": "30s",
+            "input_series": [{"series": series, "values": "%sx20" % value}
+                             for series, value in recorded_series(recording, instance)],
+            "promql_expr_test": [{
+                "expr": "count by (alertname, subject) (%s)" % subject,
+                "eval_time": "10m",
+                "exp_samples": [{"labels": '{alertname="%s",subject="%s"}' % pair, "value": 1}
+                                for pair in sorted(expected)],
+            }],
+        }],
+    }
+    path = tmp_path / "recorded_test.yml"
+    path.write_text(yaml.safe_dump(test))
+    code, output = promtool("test", "rules", str(path))
+    assert code == 0, output
