@@ -35,6 +35,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from metrics_watch import scrape  # noqa: E402
 from release_cases import KEYS_DIR, Lab, check, CaseFailed  # noqa: E402
 from subscription_packet import build  # noqa: E402
 from uwsgi_box import make_key_pair  # noqa: E402
@@ -177,6 +178,19 @@ def replayed_unsubscribe(lab: Lab, keys_dir: str) -> None:
           % (missing, polls, box, report.summary()["sent"], len(report.failed), lab.by_entry(report)))
     check(missing == 0, "the firewall let the replayed unsubscribe through (%s's nodes then: %s)" % (domain, seen))
     check(not report.failed, "requests failed with the firewall on: %s" % report.summary()["failures"])
+    # The metrics exporters: the outsider cannot reach them, this machine (an extra source, as a Prometheus server
+    # would be) and the cluster's hosts can.
+    probe = ("import urllib.request\ntry:\n    urllib.request.urlopen('http://%s:%d/metrics', timeout=3)\n"
+             "    print('reached')\nexcept OSError as exc:\n    print('not reached: %%s' %% exc)")
+    for host in (box, router):
+        target = probe % (lab.ip[host], METRICS_PORT)
+        from_outsider = lab.sh(outsider, "python3 -c \"%s\"" % target).strip()
+        from_peer = lab.sh(lab.routers[0] if host == box else lab.boxes[0], "python3 -c \"%s\"" % target).strip()
+        here = len(scrape(lab.ip[host]))
+        print("replay: %s's metrics exporter with the firewall: from %s %s; from a cluster host %s; from this machine "
+              "%d series" % (host, outsider, from_outsider, from_peer, here))
+        check((from_outsider.startswith("not reached") or not lab.edges) and from_peer == "reached" and here > 0,
+              "%s's metrics exporter: the firewall let %s in, or kept the cluster or this machine out" % (host, outsider))
 
 
 CANARY = "/root/graceful-canary"
