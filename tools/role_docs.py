@@ -42,8 +42,9 @@ def default_of(spec: Dict[str, Any], templated: Any = None) -> str:
     value = spec.get("default", templated)
     if isinstance(value, bool):
         value = "true" if value else "false"
-    return "`%s`" % yaml.safe_dump(value, default_flow_style=True).strip().replace("...", "").strip() \
-        if not isinstance(value, str) else "`%s`" % value.replace("|", "\\|")
+    text = value if isinstance(value, str) else \
+        yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip().replace("...", "").strip()
+    return "`%s`" % text.replace("|", "\\|")
 
 
 def type_of(spec: Dict[str, Any]) -> str:

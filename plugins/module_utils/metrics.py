@@ -21,9 +21,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_params import ReloadError
 from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_snapshot import (
-    active_keys, build_snapshot, not_announcing,
+    active_keys, build_snapshot, node_vassal_name, not_announcing,
 )
-from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import is_fresh
+from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import is_fresh, live_nodes
 
 PREFIX = "graceful_uwsgi_"
 
@@ -42,10 +42,13 @@ METRICS: Dict[str, Tuple[str, str]] = {
     "vassal_accepting": ("gauge", "1 when the emperor reports the vassal as accepting requests."),
     "vassal_announcing": ("gauge", "1 when the vassal takes traffic: accepting and a fresh node on the box's "
                                    "fastrouter."),
-    "vassal_blocked": ("gauge", "1 when the vassal accepts but has not announced itself for longer than the "
-                                "fastrouter's tolerance: its subscriptions are blocked (drained) or its warm-up "
+    "vassal_blocked": ("gauge", "1 when the vassal has accepted for longer than the fastrouter's tolerance + 2 s "
+                                "without a fresh announce: its subscriptions are blocked (drained) or its warm-up "
                                 "failed."),
-    "vassal_respawns_total": ("counter", "Times the emperor respawned the vassal."),
+    "vassal_respawns_total": ("counter", "Times the emperor respawned the vassal: after it died, and at every "
+                                         "reload by a change of its file."),
+    "vassal_file_mtime_seconds": ("gauge", "The modification time of the vassal's file as the emperor last saw it "
+                                           "(Unix time): it changes at every reload by a file change."),
     "vassal_release_info": ("gauge", "The release that the vassal's file names (always 1)."),
     "fastrouter_node_fresh": ("gauge", "1 when the box's fastrouter routes to this vassal's node now."),
     "fastrouter_node_requests_total": ("counter", "Requests the box's fastrouter sent to this node."),
@@ -107,18 +110,14 @@ def router_samples(doc: Optional[Mapping[str, Any]], read_at: float, tolerance: 
         samples.append(("router_domain_expected_boxes", {"domain": domain}, len(set(expected[domain]))))
     if doc is None:
         return samples
-    fresh_nodes: Dict[str, set] = {}
+    fresh_nodes = {domain: set(names) for domain, names in live_nodes(doc, read_at, tolerance).items()}
     for slot in doc.get("subscriptions") or []:
         domain = str(slot.get("key", ""))
-        fresh_nodes.setdefault(domain, set())
         for node in slot.get("nodes") or []:
             name = str(node.get("name", ""))
             labels = {"domain": domain, "node": name, "box": box_of.get(name, "")}
-            fresh = is_fresh(node.get("last_check"), node.get("death_mark"), read_at, tolerance)
-            if fresh:
-                fresh_nodes[domain].add(name)
             samples += [
-                ("router_node_fresh", labels, fresh),
+                ("router_node_fresh", labels, name in fresh_nodes.get(domain, ())),
                 ("router_node_announce_age_seconds", labels, max(0, int(read_at) - int(node.get("last_check") or 0))),
                 ("router_node_requests_total", labels, int(node.get("requests") or 0)),
                 ("router_node_failures_total", labels, int(node.get("failcnt") or 0)),
@@ -136,27 +135,32 @@ def router_samples(doc: Optional[Mapping[str, Any]], read_at: float, tolerance: 
 
 def box_samples(emperor: Optional[Mapping[str, Any]], fastrouter: Optional[Mapping[str, Any]], read_at: float,
                 tolerance: int, releases: Mapping[str, str], suffix: str = ".ini") -> List[Sample]:
-    """A box's vassals (from the emperor) and its fastrouter's nodes; ``releases``: vassal -> release."""
-    samples: List[Sample] = [("source_up", {"source": "emperor"}, emperor is not None),
-                             ("source_up", {"source": "fastrouter"}, fastrouter is not None)]
-    if fastrouter is not None:
-        for slot in fastrouter.get("subscriptions") or []:
-            domain = str(slot.get("key", ""))
-            for node in slot.get("nodes") or []:
-                name = str(node.get("name", ""))
-                vassal = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-                labels = {"domain": domain, "node": name, "vassal": vassal}
-                samples += [
-                    ("fastrouter_node_fresh", labels,
-                     is_fresh(node.get("last_check"), node.get("death_mark"), read_at, tolerance)),
-                    ("fastrouter_node_requests_total", labels, int(node.get("requests") or 0)),
-                ]
-    if emperor is None:
-        return samples
+    """A box's vassals (from the emperor) and its fastrouter's nodes; ``releases``: vassal -> release.
+
+    ``None`` for a socket that could not be read. Without the fastrouter whether a vassal announces is unknown:
+    ``vassal_announcing`` and ``vassal_blocked`` are left out rather than guessed."""
+    if fastrouter is not None and not isinstance(fastrouter.get("subscriptions"), list):
+        fastrouter = None  # not a fastrouter's stats: counted as unreadable, the emperor's still count
     try:
-        snap = build_snapshot(dict(emperor), dict(fastrouter) if fastrouter is not None else None, suffix, read_at)
+        snap = build_snapshot(dict(emperor), dict(fastrouter) if fastrouter is not None else None, suffix,
+                              read_at) if emperor is not None else None
     except ReloadError:
-        return [s for s in samples if s[1].get("source") != "emperor"] + [("source_up", {"source": "emperor"}, False)]
+        snap = None
+    samples: List[Sample] = [("source_up", {"source": "emperor"}, snap is not None),
+                             ("source_up", {"source": "fastrouter"}, fastrouter is not None)]
+    names = snap.vassals if snap is not None else {}
+    for slot in (fastrouter or {}).get("subscriptions") or []:
+        domain = str(slot.get("key", ""))
+        for node in slot.get("nodes") or []:
+            name = str(node.get("name", ""))
+            labels = {"domain": domain, "node": name, "vassal": node_vassal_name(name, names) or ""}
+            samples += [
+                ("fastrouter_node_fresh", labels,
+                 is_fresh(node.get("last_check"), node.get("death_mark"), read_at, tolerance)),
+                ("fastrouter_node_requests_total", labels, int(node.get("requests") or 0)),
+            ]
+    if snap is None:
+        return samples
     blocked = set(not_announcing(snap, tolerance))
     for name in sorted(snap.vassals):
         vassal = snap.vassals[name]
@@ -164,11 +168,12 @@ def box_samples(emperor: Optional[Mapping[str, Any]], fastrouter: Optional[Mappi
         samples += [
             ("vassal_running", labels, bool(vassal.pid) and not vassal.cursed),
             ("vassal_accepting", labels, vassal.accepting),
-            ("vassal_announcing", labels, bool(active_keys(vassal, snap, tolerance)) if snap.has_fastrouter
-             else vassal.accepting),
-            ("vassal_blocked", labels, name in blocked),
             ("vassal_respawns_total", labels, vassal.respawns),
+            ("vassal_file_mtime_seconds", labels, vassal.last_mod),
         ]
+        if snap.has_fastrouter:
+            samples += [("vassal_announcing", labels, bool(active_keys(vassal, snap, tolerance))),
+                        ("vassal_blocked", labels, name in blocked)]
         if name in releases:
             samples.append(("vassal_release_info", {"vassal": name, "release": releases[name]}, 1))
     return samples

@@ -15,7 +15,6 @@ import argparse
 import glob
 import json
 import os
-import socket
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -72,32 +71,48 @@ def release_record(path):
     return record if isinstance(record, dict) else {}
 
 
+def guarded(source, make, *args):
+    """The samples of one source; a document that is not what it should be (garbage, an unknown uWSGI
+    version) makes that source down, never the whole scrape."""
+    try:
+        return make(*args)
+    except Exception as exc:  # noqa: BLE001 - any bad document: this source is down, the others are not
+        sys.stderr.write("%s: cannot make metrics: %r\n" % (source, exc))
+        return [("source_up", {"source": source}, False)]
+
+
 def collect(config):
     samples = []
     router = config.get("router")
     if router:
         doc = read(router["stats"])
-        samples += metrics.router_samples(doc, time.time(), int(router["tolerance"]), router["expected"],
-                                          router["boxes"])
+        samples += guarded("http_router", metrics.router_samples, doc, time.time(), int(router["tolerance"]),
+                           router["expected"], router["boxes"])
     box = config.get("box")
     if box:
         emperor = read(box["emperor_stats"])
         fastrouter = read(box["fastrouter_stats"])
-        samples += metrics.box_samples(emperor, fastrouter, time.time(), int(box["tolerance"]),
-                                       vassal_releases(box["vassals_dir"], box["suffix"]), box["suffix"])
-        samples += metrics.release_samples(release_record(box["release_record"]))
+        samples += guarded("emperor", metrics.box_samples, emperor, fastrouter, time.time(), int(box["tolerance"]),
+                           vassal_releases(box["vassals_dir"], box["suffix"]), box["suffix"])
+        samples += guarded("release_record", metrics.release_samples, release_record(box["release_record"]))
     return metrics.render(samples)
 
 
 class Handler(BaseHTTPRequestHandler):
     config = {}
     server_version = "graceful-uwsgi-exporter"
+    timeout = 10  # a client that connects and sends nothing does not keep its thread
 
     def do_GET(self):  # noqa: N802 - the name http.server calls
         if self.path.split("?", 1)[0] != "/metrics":
             self.send_error(404, "only /metrics is served")
             return
-        body = collect(self.config).encode("utf-8")
+        try:
+            body = collect(self.config).encode("utf-8")
+        except Exception as exc:  # noqa: BLE001 - the scraper gets an error, the exporter goes on
+            sys.stderr.write("scrape failed: %r\n" % exc)
+            self.send_error(500, "the metrics could not be made (see the journal)")
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -119,7 +134,6 @@ def main():
     with open(args.config, encoding="utf-8") as handle:
         config = json.load(handle)
     host, port = config["address"], int(config["port"])
-    Server.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
     Handler.config = config
     server = Server((host, port), Handler)
     sys.stderr.write("graceful-uwsgi-exporter: serving http://%s:%d/metrics\n" % (host, port))

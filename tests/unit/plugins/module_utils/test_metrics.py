@@ -192,3 +192,26 @@ def test_domain_boxes_lists_each_domain_with_the_nodes_of_the_boxes_that_serve_i
         "expected": {"hello.test": ["10.0.0.21:3017", "10.0.0.22:4000"], "www.hello.test": ["10.0.0.21:3017"],
                      "shop.test": ["10.0.0.21:3017"]},
         "boxes": {"10.0.0.21:3017": "app1", "10.0.0.22:4000": "app2"}}
+
+
+def test_without_the_fastrouter_announcing_is_unknown_not_guessed():
+    emp = emperor(("hello_01", 11, 1, 60, 0))
+    samples = box_samples(emp, None, NOW, 3, {})
+    assert values(samples, "vassal_accepting", vassal="hello_01") == [True]
+    assert not values(samples, "vassal_announcing") and not values(samples, "vassal_blocked")
+
+
+def test_a_fastrouter_document_that_is_not_one_is_the_fastrouter_down_not_the_emperor():
+    emp = emperor(("hello_01", 11, 1, 60, 0))
+    samples = box_samples(emp, {"workers": []}, NOW, 3, {})
+    assert values(samples, "source_up", source="fastrouter") == [False]
+    assert values(samples, "source_up", source="emperor") == [True]
+    assert values(samples, "vassal_accepting", vassal="hello_01") == [True]
+
+
+def test_the_file_mtime_tells_reloads_from_respawns():
+    doc = emperor(("hello_01", 11, 1, 60, 2))
+    doc["vassals"][0]["last_mod"] = 1234
+    samples = box_samples(doc, None, NOW, 3, {})
+    assert values(samples, "vassal_file_mtime_seconds", vassal="hello_01") == [1234]
+    assert values(samples, "vassal_respawns_total", vassal="hello_01") == [2]

@@ -1,0 +1,52 @@
+"""The exporter program (roles/metrics/files/graceful-uwsgi-exporter.py): one bad source never costs the scrape."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def load_exporter():
+    spec = importlib.util.spec_from_file_location(
+        "graceful_uwsgi_exporter", os.path.join(ROOT, "roles", "metrics", "files", "graceful-uwsgi-exporter.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def config(tmp_path):
+    return {"router": {"stats": "router", "tolerance": 2, "expected": {"a.test": ["10.0.0.1:3017"]},
+                       "boxes": {"10.0.0.1:3017": "box1"}},
+            "box": {"emperor_stats": "emperor", "fastrouter_stats": "fastrouter", "tolerance": 3,
+                    "vassals_dir": str(tmp_path), "suffix": ".ini", "release_record": str(tmp_path / "release.json")}}
+
+
+def test_garbage_documents_make_their_source_down_and_the_rest_is_served(tmp_path, monkeypatch):
+    exporter = load_exporter()
+    docs = {"router": {"subscriptions": ["not a slot"]},  # a list of strings: AttributeError inside
+            "emperor": {"vassals": [{"id": "a_01.ini", "pid": 1, "accepting": 1, "respawns": "many"}]},
+            "fastrouter": {"subscriptions": [{"key": "a.test", "nodes": [{"name": "/run/a_01.sock", "requests": "n/a"}]}]}}
+    monkeypatch.setattr(exporter, "read", lambda address: docs[address])
+    (tmp_path / "release.json").write_text(json.dumps({"version": "1"}))
+    text = exporter.collect(config(tmp_path))
+    assert 'graceful_uwsgi_source_up{source="http_router"} 0' in text
+    assert 'graceful_uwsgi_source_up{source="emperor"} 0' in text
+    assert 'graceful_uwsgi_source_up{source="release_record"} 0' in text  # a record without its figures
+    assert 'graceful_uwsgi_router_domain_expected_boxes' not in text  # the router's samples went with it
+
+
+def test_good_documents_are_served_with_releases_from_the_vassal_files(tmp_path, monkeypatch):
+    exporter = load_exporter()
+    docs = {"router": {"subscriptions": []},
+            "emperor": {"vassals": [{"id": "a_01.ini", "pid": 1, "accepting": 1, "respawns": 0}]},
+            "fastrouter": {"subscriptions": []}}
+    monkeypatch.setattr(exporter, "read", lambda address: docs[address])
+    (tmp_path / "a_01.ini").write_text("[uwsgi]\n; release 7\nmaster = true\n; release 8\n")
+    text = exporter.collect(config(tmp_path))
+    assert 'graceful_uwsgi_source_up{source="http_router"} 1' in text
+    assert 'graceful_uwsgi_router_box_present{box="box1",node="10.0.0.1:3017"} 0' in text
+    assert 'graceful_uwsgi_vassal_release_info{release="7",vassal="a_01"} 1' in text
+    assert 'graceful_uwsgi_source_up{source="release_record"} 1' in text  # no release yet
