@@ -97,8 +97,13 @@ def configured_domains(hostvars, boxes):
             apps = None
         if isinstance(apps, list):
             found = True
-            domains.update(str(d) for app in apps if isinstance(app, dict) for d in app.get("domains") or [])
+            domains.update(apps_domains(apps))
     return sorted(domains) if found else None
+
+
+def apps_domains(apps):
+    """The domains of a box's ``emperor_apps`` (a list), in order; what is not an app with domains counts none."""
+    return [str(d) for app in apps if isinstance(app, dict) for d in app.get("domains") or []]
 
 
 def domain_boxes(hostvars, boxes):
@@ -111,11 +116,10 @@ def domain_boxes(hostvars, boxes):
             continue
         names[node] = box
         apps = hostvars[box].get("emperor_apps")
-        for app in apps if isinstance(apps, list) else []:
-            for domain in (app.get("domains") or []) if isinstance(app, dict) else []:
-                nodes = expected.setdefault(str(domain), [])
-                if node not in nodes:
-                    nodes.append(node)
+        for domain in apps_domains(apps) if isinstance(apps, list) else []:
+            nodes = expected.setdefault(domain, [])
+            if node not in nodes:
+                nodes.append(node)
     return {"expected": expected, "boxes": names}
 
 

@@ -179,10 +179,6 @@ def box_samples(emperor: Optional[Mapping[str, Any]], fastrouter: Optional[Mappi
     return samples
 
 
-RELEASE_FIELDS = ("version", "result", "started", "finished", "elapsed", "reload_seconds", "vassals_reloaded",
-                  "boxes_done")
-
-
 def release_samples(record: Optional[Mapping[str, Any]]) -> List[Sample]:
     """The last release, from the record that ``rolling_reload.yml`` writes on every box; ``None``: no release
     recorded yet (not an error: the source is up, with no release figures)."""
