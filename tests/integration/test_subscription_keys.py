@@ -100,3 +100,35 @@ def test_next_keys_need_a_rotation_and_a_rotation_needs_every_next_key(tmp_path)
                              uwsgi_subscription_next_private_keys={"shop": private}), playbook=validate, verbosity="-v")
     assert out.returncode != 0
     assert "missing: api" in out.stdout, out.stdout[-3000:]
+
+
+PROMOTE = """
+- name: End a key rotation
+  hosts: uwsgi_app_hosts
+  gather_facts: false
+  tasks:
+    - name: Make every app's next key its key
+      ansible.builtin.include_role:
+        name: graceful.uwsgi.uwsgi
+        tasks_from: rotation
+      vars:
+        uwsgi_rotation_step: promote
+"""
+
+
+def test_the_end_of_a_rotation_leaves_no_next_key_even_of_an_app_that_left_the_cluster(tmp_path):
+    keys_dir = tmp_path / "keys"
+    keys_dir.mkdir()
+    for name in ("shop", "shop.next", "api.next"):  # api left the cluster during the rotation
+        make_key_pair(str(keys_dir / (name + ".pem")))
+    (keys_dir / "rotation").write_text("check_next\n")
+    next_shop = (keys_dir / "shop.next.pem").read_bytes()
+    old_shop = (keys_dir / "shop.pem").read_bytes()
+    playbook = tmp_path / "promote.yml"
+    playbook.write_text(PROMOTE)
+    out = run(tmp_path, {"emperor_apps": apps("shop"), "uwsgi_subscription_keys_dir": str(keys_dir)},
+              playbook=playbook, verbosity="-v")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    assert sorted(os.listdir(keys_dir)) == ["shop.pem", "shop.pub", "shop.retired.pem"]
+    assert (keys_dir / "shop.pem").read_bytes() == next_shop
+    assert (keys_dir / "shop.retired.pem").read_bytes() == old_shop
