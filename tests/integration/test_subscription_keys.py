@@ -5,7 +5,8 @@ an app whose private key is in ``uwsgi_subscription_private_keys`` gets its
 public key from it and leaves nothing in ``uwsgi_subscription_keys_dir``,
 while an app without one still gets a key pair there; no output (even with
 -vvv) shows a private key; a bad key fails naming its app; next keys with no
-rotation in progress, or a rotation that lacks a next key, stop at the checks.
+rotation in progress, or a rotation that lacks a next key, stop at the checks;
+the end of a rotation leaves no next key, also of an app that left meanwhile.
 """
 
 from __future__ import annotations
