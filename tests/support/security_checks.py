@@ -145,6 +145,26 @@ def replay_window(lab: Lab, sender: str, router: str, packet: bytes, node: str, 
     return polls, missing, seen[:3]
 
 
+def firewall_plan(lab: Lab) -> None:
+    """cluster_firewall.yml --check --diff before the firewall was ever on: the plan of every host, nothing loaded.
+
+    A Prometheus server listed in metrics_allowed_sources (only) is let through to the exporters.
+    """
+    prometheus = "192.0.2.7"
+    out = lab.playbook("cluster_firewall.yml", "--check", "--diff", "-e", "cluster_firewall_enabled=true",
+                       "-e", json.dumps({"metrics_allowed_sources": [prometheus]}))
+    hosts = lab.routers + lab.boxes
+    allowed = re.findall(r"(?m)^\+\s*tcp dport %d ip saddr \{[^}]*\b%s\b[^}]*\} accept$"
+                         % (METRICS_PORT, re.escape(prometheus)), out.stdout)
+    loaded = [h for h in hosts if lab.sh(h, "nft list table inet graceful_uwsgi >/dev/null 2>&1 && echo loaded || true")]
+    print("replay: cluster_firewall.yml --check --diff on a cluster without it: rc=%d, the plan lets %s reach the "
+          "exporters on %d of %d hosts; loaded afterwards on: %s" % (out.returncode, prometheus, len(allowed),
+                                                                    len(hosts), loaded or "none"))
+    check(out.returncode == 0, "the firewall's check mode failed: %s" % out.stdout[-2000:])
+    check(len(allowed) == len(hosts), "metrics_allowed_sources missing from the planned exporter rule")
+    check(not loaded, "check mode loaded the firewall on %s" % loaded)
+
+
 def replayed_unsubscribe(lab: Lab, keys_dir: str) -> None:
     """An announce seen on the network, sent back as an unsubscribe from a host outside the cluster.
 
@@ -163,6 +183,7 @@ def replayed_unsubscribe(lab: Lab, keys_dir: str) -> None:
     print("replay: without the firewall, %s's replayed unsubscribe kept %s out of %s for %d of %d polls"
           % (outsider, box, router, missing, polls))
     check(missing > 0, "the replayed unsubscribe had no effect without the firewall: the check cannot tell")
+    firewall_plan(lab)
     runs = []
     for which in ("first", "second"):
         out = lab.playbook("cluster_firewall.yml", "-e", "cluster_firewall_enabled=true")
