@@ -29,7 +29,8 @@ PREFIX = "graceful_uwsgi_"
 
 # name (without PREFIX) -> (type, help)
 METRICS: Dict[str, Tuple[str, str]] = {
-    "source_up": ("gauge", "1 when the exporter read this source (a stats socket or the release record), else 0."),
+    "source_up": ("gauge", "1 when the exporter read this source (a stats socket, the release record, or its collector),"
+                  " else 0."),
     "router_node_fresh": ("gauge", "1 when the HTTP router routes to this node now (announced within its "
                                    "subscription tolerance, no death mark)."),
     "router_node_announce_age_seconds": ("gauge", "Seconds since the node's last announce, as the router saw it."),

@@ -1,5 +1,6 @@
 """The metrics exporter (roles/metrics/files/graceful-uwsgi-exporter.py) against a real router, fastrouter and
-emperor on loopback: installed as the role installs it, scraped over HTTP while a vassal is drained and back."""
+emperor on loopback: installed as the role installs it, its collector and its HTTP server as two processes,
+scraped over HTTP while a vassal is drained and back; without its collector it says so."""
 
 from __future__ import annotations
 
@@ -65,13 +66,16 @@ def test_exporter_follows_a_drained_vassal_out_and_back(make_box, web_app, tmp_p
     node = "127.0.0.1:%d" % box.fastrouter_port
     release = tmp_path / "release.json"
     port = free_port()
-    config = {"address": "127.0.0.1", "port": port,
+    collector = str(tmp_path / "collector.sock")
+    config = {"address": "127.0.0.1", "port": port, "collector": collector,
               "router": {"stats": box.router_stats, "tolerance": 2, "expected": {"web.test": [node], "www.web.test": [node]},
                          "boxes": {node: "box1"}},
               "box": {"emperor_stats": box.emperor_stats, "fastrouter_stats": box.fastrouter_stats, "tolerance": TOLERANCE,
                       "vassals_dir": box.vassal_dir, "suffix": ".ini", "release_record": str(release)}}
     (tmp_path / "metrics.json").write_text(json.dumps(config))
-    proc = subprocess.Popen([sys.executable, "-I", program, "--config", str(tmp_path / "metrics.json")])
+    command = [sys.executable, "-I", program, "--config", str(tmp_path / "metrics.json")]
+    collecting = subprocess.Popen(command + ["collect"])
+    proc = subprocess.Popen(command + ["serve"])
     url = "http://127.0.0.1:%d/metrics" % port
     try:
         deadline = time.monotonic() + 10
@@ -138,6 +142,14 @@ def test_exporter_follows_a_drained_vassal_out_and_back(make_box, web_app, tmp_p
         box.procs["http-router"].wait(15)
         metrics = wait_for(url, lambda m: m.get('graceful_uwsgi_source_up{source="http_router"}') == 0, 10)
         assert metrics['graceful_uwsgi_source_up{source="emperor"}'] == 1
+        assert oct(os.stat(collector).st_mode & 0o777) == "0o660"
+
+        # The collector stops: the exporter answers that it is down, and nothing else.
+        collecting.terminate()
+        collecting.wait(10)
+        os.unlink(collector)  # as systemd removes its runtime directory
+        assert scrape(url) == {'graceful_uwsgi_source_up{source="collector"}': 0}
     finally:
-        proc.terminate()
-        proc.wait(10)
+        for running in (proc, collecting):
+            running.terminate()
+            running.wait(10)

@@ -295,15 +295,38 @@ def exposure(lab: Lab) -> None:
 
 def privileges(lab: Lab) -> None:
     expected = {"uwsgi-http-router": "uwsgi-http-router", "uwsgi-fastrouter": "uwsgi-fastrouter",
-                "uwsgi-emperor": "uwsgi-app", "graceful-uwsgi-exporter": "graceful-uwsgi-metrics"}
+                "uwsgi-emperor": "uwsgi-app", "graceful-uwsgi-exporter": "graceful-uwsgi-metrics",
+                "graceful-uwsgi-collector": "graceful-uwsgi-collector"}
     for host in lab.routers + lab.boxes:
         services = (["uwsgi-http-router"] if host in lab.routers else ["uwsgi-fastrouter", "uwsgi-emperor"]) + [
-            "graceful-uwsgi-exporter"]
+            "graceful-uwsgi-exporter", "graceful-uwsgi-collector"]
+        groups = {}
         for service in services:
             pid = lab.sh(host, "systemctl show -p MainPID --value %s" % service).strip()
             users = set(lab.sh(host, "ps -o user= --ppid %s -p %s" % (pid, pid)).split())
-            print("user: %s %s runs as %s" % (host, service, ", ".join(sorted(users))))
+            groups[service] = set(lab.sh(host, "ps -o supgrp= -p %s" % pid).strip().split(","))
+            print("user: %s %s runs as %s, groups %s" % (host, service, ", ".join(sorted(users)),
+                                                         ",".join(sorted(groups[service]))))
             check(users == {expected[service]}, "%s: %s runs as %s" % (host, service, users))
+        # The exporter, on the network, holds no group of the services (on a box the apps' group reaches the
+        # vassals' master FIFOs); the collector, which has them, answers on a socket of the exporter's group only.
+        services_groups = {"uwsgi-http-router", "uwsgi-app", "uwsgi-fastrouter"}
+        check(not groups["graceful-uwsgi-exporter"] & services_groups,
+              "%s: the exporter holds %s" % (host, groups["graceful-uwsgi-exporter"] & services_groups))
+        needed = {"uwsgi-http-router"} if host in lab.routers else {"uwsgi-app", "uwsgi-fastrouter"}
+        check(needed <= groups["graceful-uwsgi-collector"], "%s: the collector lacks %s" % (
+            host, needed - groups["graceful-uwsgi-collector"]))
+        collector = lab.sh(host, "stat -c '%a %U %G' /run/graceful-uwsgi-metrics/collector.sock "
+                                 "/run/graceful-uwsgi-metrics").strip().splitlines()
+        print("mode: %s collector socket, directory: %s" % (host, "; ".join(collector)))
+        check(collector == ["660 graceful-uwsgi-collector graceful-uwsgi-metrics",
+                            "750 graceful-uwsgi-collector graceful-uwsgi-metrics"],
+              "%s: the collector's socket or directory: %s" % (host, collector))
+        if host in lab.boxes:
+            fifo = lab.sh(host, "runuser -u graceful-uwsgi-metrics -- test -w /run/uwsgi-app/hello_01.fifo "
+                                "&& echo writable || echo refused").strip()
+            print("fifo: %s the exporter's user on hello_01's master FIFO: %s" % (host, fifo))
+            check(fifo == "refused", "%s: the exporter's user may write a vassal's master FIFO" % host)
         sockets = ("/run/uwsgi-http-router/http-router.stats",) if host in lab.routers else (
             "/run/uwsgi-fastrouter/fastrouter.stats", "/run/uwsgi-emperor/emperor.stats")
         for path in sockets:

@@ -3,18 +3,28 @@
 """Prometheus exporter of a graceful.uwsgi host: its HTTP router, or its box
 (emperor, fastrouter, the last release), read at every scrape.
 
-    graceful-uwsgi-exporter.py --config /etc/graceful-uwsgi/metrics.json
+    graceful-uwsgi-exporter.py --config /etc/graceful-uwsgi/metrics.json collect
+    graceful-uwsgi-exporter.py --config /etc/graceful-uwsgi/metrics.json serve
+
+Two processes, two users, so that the one on the network holds no group of
+the services: "collect" joins the groups of the stats sockets (on a box the
+apps' group, which also reaches the vassals' sockets and master FIFOs), has
+no network, and answers on a unix socket that only the exporter's group may
+connect to; "serve" answers GET /metrics (nothing else) on the private
+address with what the collector made for this scrape.
 
 The metrics are made by the collection's own code (``metrics.py`` and the
 modules it imports, installed next to this file by the graceful.uwsgi.metrics
 role), so a node is fresh and a vassal blocked by the same rules as in a
-reload.  GET /metrics answers; nothing else does.  Standard library only.
+reload.  Standard library only.
 """
 
 import argparse
 import glob
 import json
 import os
+import socket
+import socketserver
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +39,9 @@ from ansible_collections.graceful.uwsgi.plugins.module_utils.stats import StatsE
 # A stats socket that does not answer within this delays the scrape, no more.
 READ_TIMEOUT = 2.0
 MAX_RECORD_BYTES = 64 * 1024
+# A scrape waits this long for the collector (every source has READ_TIMEOUT).
+COLLECT_TIMEOUT = 10.0
+MAX_METRICS_BYTES = 16 * 1024 * 1024
 
 
 def read(address):
@@ -98,6 +111,63 @@ def collect(config):
     return metrics.render(samples)
 
 
+class CollectHandler(socketserver.StreamRequestHandler):
+    """One connection, one collection: the text, then the end of the stream; nothing when it failed."""
+
+    timeout = COLLECT_TIMEOUT
+
+    def handle(self):
+        try:
+            body = collect(self.server.config).encode("utf-8")
+        except Exception as exc:  # noqa: BLE001 - this scrape fails, the collector goes on
+            sys.stderr.write("collection failed: %r\n" % exc)
+            return
+        self.wfile.write(body)
+
+
+class Collector(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path, config):
+        self.config = config
+        try:
+            os.unlink(path)  # left by a collector that died (its own runtime directory)
+        except FileNotFoundError:
+            pass
+        super().__init__(path, CollectHandler)
+        os.chmod(path, 0o660)  # the exporter's group connects
+
+
+def fetch(path):
+    """The collector's text for this scrape; None when it is not running (ConnectionError, when it failed)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(COLLECT_TIMEOUT)
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return None
+        chunks, size = [], 0
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+            size += len(data)
+            if size > MAX_METRICS_BYTES:
+                raise ConnectionError("the collector sent more than %d bytes" % MAX_METRICS_BYTES)
+    if not chunks:
+        raise ConnectionError("the collector made nothing (see its journal)")
+    return b"".join(chunks).decode("utf-8")
+
+
+def scrape(config):
+    text = fetch(config["collector"])
+    if text is None:
+        sys.stderr.write("the collector does not answer on %s\n" % config["collector"])
+        return metrics.render([("source_up", {"source": "collector"}, False)])
+    return text
+
+
 class Handler(BaseHTTPRequestHandler):
     config = {}
     server_version = "graceful-uwsgi-exporter"
@@ -108,7 +178,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error(404, "only /metrics is served")
             return
         try:
-            body = collect(self.config).encode("utf-8")
+            body = scrape(self.config).encode("utf-8")
         except Exception as exc:  # noqa: BLE001 - the scraper gets an error, the exporter goes on
             sys.stderr.write("scrape failed: %r\n" % exc)
             self.send_error(500, "the metrics could not be made (see the journal)")
@@ -130,9 +200,14 @@ class Server(ThreadingHTTPServer):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--config", required=True)
+    parser.add_argument("mode", choices=("collect", "serve"))
     args = parser.parse_args()
     with open(args.config, encoding="utf-8") as handle:
         config = json.load(handle)
+    if args.mode == "collect":
+        collector = Collector(config["collector"], config)
+        sys.stderr.write("graceful-uwsgi-exporter: collecting on %s\n" % config["collector"])
+        collector.serve_forever()
     host, port = config["address"], int(config["port"])
     Handler.config = config
     server = Server((host, port), Handler)

@@ -50,3 +50,28 @@ def test_good_documents_are_served_with_releases_from_the_vassal_files(tmp_path,
     assert 'graceful_uwsgi_router_box_present{box="box1",node="10.0.0.1:3017"} 0' in text
     assert 'graceful_uwsgi_vassal_release_info{release="7",vassal="a_01"} 1' in text
     assert 'graceful_uwsgi_source_up{source="release_record"} 1' in text  # no release yet
+
+
+def test_the_exporter_tells_a_missing_collector_from_a_failed_collection(tmp_path):
+    import socket
+    import threading
+
+    import pytest
+    exporter = load_exporter()
+    path = str(tmp_path / "collector.sock")
+    assert exporter.fetch(path) is None  # not running: the exporter says the collector is down
+    assert exporter.scrape({"collector": path}).splitlines()[-1] == 'graceful_uwsgi_source_up{source="collector"} 0'
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+
+    def answer_nothing():
+        conn, _address = listener.accept()
+        conn.close()
+
+    thread = threading.Thread(target=answer_nothing)
+    thread.start()
+    with pytest.raises(ConnectionError):  # running, but it made nothing: the scrape fails (500)
+        exporter.fetch(path)
+    thread.join(5)
+    listener.close()
