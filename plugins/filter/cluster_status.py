@@ -55,6 +55,8 @@ _value:
   type: dict
 """
 
+from ansible.errors import AnsibleFilterError
+
 from ansible_collections.graceful.uwsgi.plugins.module_utils.cluster_status import (
     BoxInput, RouterInput, cluster_status as status_of, reading, releases_from_grep,
 )
@@ -111,9 +113,11 @@ def domain_boxes(hostvars, boxes):
     a router (from the boxes' ``emperor_apps``), for the metrics exporter of a router."""
     expected, names = {}, {}
     for box in boxes or []:
-        node = box_node(box, hostvars)
-        if not node:
-            continue
+        # Left out, the box would be expected nowhere and never missed: stop instead.
+        try:
+            node = endpoints([box], hostvars, "fastrouter_bind_address", "fastrouter_port", 3017)[0]
+        except MissingAddress as exc:
+            raise AnsibleFilterError("domain_boxes: app box %s" % exc)
         names[node] = box
         apps = hostvars[box].get("emperor_apps")
         for domain in apps_domains(apps) if isinstance(apps, list) else []:

@@ -186,9 +186,8 @@ def test_domain_boxes_lists_each_domain_with_the_nodes_of_the_boxes_that_serve_i
             {"name": "hello", "domains": ["hello.test", "www.hello.test"]}, {"name": "shop", "domains": ["shop.test"]}]},
         "app2": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.22"}}, "fastrouter_port": 4000,
                  "emperor_apps": [{"name": "hello", "domains": ["hello.test"]}]},
-        "app3": {"emperor_apps": [{"name": "hello", "domains": ["hello.test"]}]},  # no address: left out
     }
-    assert domain_boxes(hostvars, ["app1", "app2", "app3"]) == {
+    assert domain_boxes(hostvars, ["app1", "app2"]) == {
         "expected": {"hello.test": ["10.0.0.21:3017", "10.0.0.22:4000"], "www.hello.test": ["10.0.0.21:3017"],
                      "shop.test": ["10.0.0.21:3017"]},
         "boxes": {"10.0.0.21:3017": "app1", "10.0.0.22:4000": "app2"}}
@@ -215,3 +214,13 @@ def test_the_file_mtime_tells_reloads_from_respawns():
     samples = box_samples(doc, None, NOW, 3, {})
     assert values(samples, "vassal_file_mtime_seconds", vassal="hello_01") == [1234]
     assert values(samples, "vassal_respawns_total", vassal="hello_01") == [2]
+
+
+def test_a_box_without_an_address_stops_domain_boxes_naming_it():
+    from ansible.errors import AnsibleFilterError
+    hostvars = {"app1": {"fastrouter_bind_address": "10.0.0.21", "emperor_apps": [{"name": "a", "domains": ["a.test"]}]},
+                "app2": {"emperor_apps": [{"name": "a", "domains": ["a.test"]}]}}
+    with pytest.raises(AnsibleFilterError, match="app2"):
+        domain_boxes(hostvars, ["app1", "app2"])
+    assert domain_boxes(hostvars, ["app1"]) == {"expected": {"a.test": ["10.0.0.21:3017"]},
+                                                "boxes": {"10.0.0.21:3017": "app1"}}
