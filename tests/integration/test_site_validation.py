@@ -75,6 +75,8 @@ def with_app(**changes):
      "fastrouter_bind_address=0.0.0.0 must be this box's routable private IPv4 address"),
     ("unknown key rotation phase", dict(GOOD, uwsgi_subscription_key_rotation="halfway"),
      "uwsgi_subscription_key_rotation=halfway"),
+    ("metrics collector as the exporter's user", dict(GOOD, metrics_collector_user="graceful-uwsgi-metrics"),
+     "metrics_user (graceful-uwsgi-metrics) and metrics_collector_user (graceful-uwsgi-metrics) must be two"),
 ])
 def test_bad_variables_stop_site_before_any_change(case, variables, message, tmp_path):
     out = run("site.yml", variables, tmp_path)

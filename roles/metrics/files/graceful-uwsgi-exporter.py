@@ -39,9 +39,13 @@ from ansible_collections.graceful.uwsgi.plugins.module_utils.stats import StatsE
 # A stats socket that does not answer within this delays the scrape, no more.
 READ_TIMEOUT = 2.0
 MAX_RECORD_BYTES = 64 * 1024
-# A scrape waits this long for the collector (every source has READ_TIMEOUT).
-COLLECT_TIMEOUT = 10.0
+# A scrape waits this long in all for the collector (two sources of
+# READ_TIMEOUT each), less than Prometheus's default scrape timeout (10 s).
+COLLECT_TIMEOUT = 6.0
 MAX_METRICS_BYTES = 16 * 1024 * 1024
+# The collector's last line: an answer without it was cut off (the collector
+# restarted or died while sending), and is not served as if it were whole.
+TRAILER = b"# EOF\n"
 
 
 def read(address):
@@ -122,7 +126,7 @@ class CollectHandler(socketserver.StreamRequestHandler):
         except Exception as exc:  # noqa: BLE001 - this scrape fails, the collector goes on
             sys.stderr.write("collection failed: %r\n" % exc)
             return
-        self.wfile.write(body)
+        self.wfile.write(body + TRAILER)
 
 
 class Collector(socketserver.ThreadingUnixStreamServer):
@@ -139,33 +143,39 @@ class Collector(socketserver.ThreadingUnixStreamServer):
 
 
 def fetch(path):
-    """The collector's text for this scrape; None when it is not running (ConnectionError, when it failed)."""
+    """The collector's whole text for this scrape; OSError (a timeout too) when there is none."""
+    deadline = time.monotonic() + COLLECT_TIMEOUT
+    chunks, size = [], 0
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(COLLECT_TIMEOUT)
-        try:
-            sock.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError):
-            return None
-        chunks, size = [], 0
+        sock.connect(path)
         while True:
+            # One deadline for the whole answer, not per read: a trickle ends too.
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
             data = sock.recv(65536)
             if not data:
                 break
             chunks.append(data)
             size += len(data)
             if size > MAX_METRICS_BYTES:
-                raise ConnectionError("the collector sent more than %d bytes" % MAX_METRICS_BYTES)
-    if not chunks:
-        raise ConnectionError("the collector made nothing (see its journal)")
-    return b"".join(chunks).decode("utf-8")
+                raise ConnectionError("it sent more than %d bytes" % MAX_METRICS_BYTES)
+    text = b"".join(chunks)
+    if not text.endswith(TRAILER):
+        raise ConnectionError("its answer was cut off or empty (see its journal)" if text
+                              else "it made nothing (see its journal)")
+    return text[:-len(TRAILER)].decode("utf-8")
 
 
 def scrape(config):
-    text = fetch(config["collector"])
-    if text is None:
-        sys.stderr.write("the collector does not answer on %s\n" % config["collector"])
+    """What the collector made; if it cannot be had whole, only that the collector is down."""
+    path = config.get("collector")
+    try:
+        if not path:
+            raise FileNotFoundError("no collector in the configuration (an older one: run the role again)")
+        return fetch(path)
+    except OSError as exc:
+        sys.stderr.write("collector %s: %s\n" % (path, exc))
         return metrics.render([("source_up", {"source": "collector"}, False)])
-    return text
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -200,7 +210,8 @@ class Server(ThreadingHTTPServer):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--config", required=True)
-    parser.add_argument("mode", choices=("collect", "serve"))
+    # serve by default: a unit of an older version that names no mode still serves.
+    parser.add_argument("mode", nargs="?", choices=("collect", "serve"), default="serve")
     args = parser.parse_args()
     with open(args.config, encoding="utf-8") as handle:
         config = json.load(handle)

@@ -52,26 +52,35 @@ def test_good_documents_are_served_with_releases_from_the_vassal_files(tmp_path,
     assert 'graceful_uwsgi_source_up{source="release_record"} 1' in text  # no release yet
 
 
-def test_the_exporter_tells_a_missing_collector_from_a_failed_collection(tmp_path):
+def test_the_exporter_serves_only_a_whole_answer_of_its_collector(tmp_path):
     import socket
     import threading
-
-    import pytest
     exporter = load_exporter()
     path = str(tmp_path / "collector.sock")
-    assert exporter.fetch(path) is None  # not running: the exporter says the collector is down
-    assert exporter.scrape({"collector": path}).splitlines()[-1] == 'graceful_uwsgi_source_up{source="collector"} 0'
+    down = 'graceful_uwsgi_source_up{source="collector"} 0'
+    assert exporter.scrape({"collector": path}).splitlines()[-1] == down  # not running
+    assert exporter.scrape({}).splitlines()[-1] == down  # a configuration of the single-process version
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
-    listener.listen(1)
+    listener.listen(4)
+    answers = [b"", b'graceful_uwsgi_source_up{source="emperor"} 1\ngraceful_uwsgi_vassal_runn',
+               b"x 1\n" + exporter.TRAILER, None]
 
-    def answer_nothing():
-        conn, _address = listener.accept()
-        conn.close()
+    def collector():
+        for answer in answers:
+            conn, _address = listener.accept()
+            if answer is None:  # hangs: the exporter's deadline ends the scrape
+                conn.recv(1)
+            else:
+                conn.sendall(answer)
+            conn.close()
 
-    thread = threading.Thread(target=answer_nothing)
+    thread = threading.Thread(target=collector)
     thread.start()
-    with pytest.raises(ConnectionError):  # running, but it made nothing: the scrape fails (500)
-        exporter.fetch(path)
+    exporter.COLLECT_TIMEOUT = 0.5
+    assert exporter.scrape({"collector": path}).splitlines()[-1] == down  # made nothing
+    assert exporter.scrape({"collector": path}).splitlines()[-1] == down  # cut off
+    assert exporter.scrape({"collector": path}) == "x 1\n"  # whole, without the trailer
+    assert exporter.scrape({"collector": path}).splitlines()[-1] == down  # silent
     thread.join(5)
     listener.close()
