@@ -13,20 +13,37 @@ COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/graceful/uwsgi
 LAB := $(ROOT)/lab/lab.py
 INVENTORY := $(ROOT)/lab/state/inventory.yml
 
-# The venv's tools first; graceful.uwsgi.* resolves from the working tree.
-export PATH := $(VENV)/bin:$(PATH)
+# The toolchain of lint, sanity, unit, integration and build-check: empty for .venv
+# (ansible-core 2.19, Python 3.11), or one of tests/toolchains/ (make unit
+# TOOLCHAIN=core-2.21), made on demand in .cache/toolchains/NAME.  `make test`
+# runs them all (tools/run-tiers.py).
+TOOLCHAIN ?=
+export TOOLCHAIN
+ifeq ($(TOOLCHAIN),)
+TOOLCHAIN_BIN := $(VENV)/bin
+TOOLCHAIN_VENV := $(VENV)/.installed
+else
+ifeq ($(wildcard tests/toolchains/$(TOOLCHAIN).txt),)
+$(error TOOLCHAIN=$(TOOLCHAIN): no tests/toolchains/$(TOOLCHAIN).txt; known: $(basename $(notdir $(wildcard tests/toolchains/*.txt))))
+endif
+TOOLCHAIN_BIN := $(ROOT)/.cache/toolchains/$(TOOLCHAIN)/bin
+TOOLCHAIN_VENV := $(ROOT)/.cache/toolchains/$(TOOLCHAIN)/.installed
+endif
+# The toolchain's tools first, and .venv's not at all on another toolchain
+# (make test's own PATH has it); graceful.uwsgi.* resolves from the working tree.
+export PATH := $(TOOLCHAIN_BIN):$(subst $(VENV)/bin:,,$(PATH))
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 # podman's settings for this machine (CONTAINERS_CONF where its defaults fail),
 # written by `lab/lab.py probe`; read at run time, so prefix commands with it.
 LAB_ENV := set -a; [ ! -f lab/state/podman.env ] || . lab/state/podman.env; set +a;
 
-.PHONY: help deps venv collection-link setup demo test lint sanity build-check \
+.PHONY: help deps venv toolchain collection-link setup demo test lint sanity build-check \
 	unit integration molecule lab-image lab-up lab-down lab-status changelog clean \
 	bench-reload bench-release bench-fleet bench-router
 
 help:
 	@echo "make demo         install what is missing, build the lab (2 routers, 2 app boxes), show it"
-	@echo "make test         every test tier below, then a table of durations, results and counts"
+	@echo "make test         every test tier below on its toolchains, then a table of durations, results and counts"
 	@echo "  make lint         ansible-lint --profile production, antsibull-docs lint-collection-docs"
 	@echo "  make sanity       ansible-test sanity on the built collection (includes build-check)"
 	@echo "  make unit         pytest tests/unit"
@@ -40,6 +57,8 @@ help:
 	@echo "make bench-router   requests per second through one HTTP router of the lab (wrk, 10 s)"
 	@echo "make changelog    lint changelog fragments, regenerate CHANGELOG.rst"
 	@echo "make setup        apt packages + .venv + collection symlink (done by the targets above)"
+	@echo "make toolchain TOOLCHAIN=core-2.21   the venv of tests/toolchains/core-2.21.txt (done by the targets above;"
+	@echo "                  TOOLCHAIN=name runs lint, sanity, unit, integration or build-check on it)"
 	@echo "make clean        remove the lab, the venv and caches"
 
 # ---- set-up ---------------------------------------------------------------
@@ -51,6 +70,11 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: test-requirements.txt
 	@PYTHON=$(PYTHON) tools/venv.sh
+
+toolchain: $(TOOLCHAIN_VENV)
+
+$(ROOT)/.cache/toolchains/%/.installed: tests/toolchains/%.txt
+	@tools/toolchain.sh $*
 
 collection-link:
 	@mkdir -p $(dir $(COLLECTION_LINK))
@@ -68,20 +92,21 @@ demo: setup
 test: setup
 	@$(VENV)/bin/python tools/run-tiers.py
 
-lint: venv collection-link
+lint: toolchain collection-link
 	ansible-lint
-	tools/docs-lint.sh
+	@# antsibull-docs has its own pinned ansible-core: once, on the default toolchain.
+	@[ -n "$(TOOLCHAIN)" ] || { echo tools/docs-lint.sh; tools/docs-lint.sh; }
 
-sanity: venv
+sanity: toolchain
 	tools/sanity.sh
 
-build-check: venv
+build-check: toolchain
 	tools/build-check.sh
 
-unit: venv collection-link
+unit: toolchain collection-link
 	tools/pytest-tier.sh tests/unit
 
-integration: deps venv collection-link
+integration: deps toolchain collection-link
 	@$(LAB_ENV) tools/pytest-tier.sh tests/integration -s -ra --durations=8
 
 molecule: deps venv collection-link

@@ -1,15 +1,21 @@
-"""Run every test tier (`make lint`, `make sanity`, ...), then print a table.
+"""Run every test tier (`make lint`, `make sanity`, ...) on its toolchains, then print a table.
 
-Each tier runs even when an earlier one failed; its output streams through and
-is kept in .cache/test-logs/TIER.log.  The table gives each tier's status,
-duration and what it counted (pytest results, Molecule scenarios, files linted,
-sanity tests run).  Exit status 1 when any tier failed.
+The toolchains: the default one, .venv (test-requirements.txt), and each of
+tests/toolchains/NAME.txt (`make TIER TOOLCHAIN=NAME`).  Lint, sanity and unit
+run on every toolchain, integration on the newest only, Molecule on the default
+only (MATRIX below).  Each row runs even when an earlier one failed;
+its output streams through and is kept in .cache/test-logs/TIER.log
+(TIER@NAME.log on another toolchain).  The table gives each row's status,
+duration and what it counted (pytest results, Molecule scenarios, files
+linted, sanity tests run).  Exit status 1 when any row failed.
 
-Usage: tools/run-tiers.py [TIER...]   (default: all, in the order below)
+Usage: tools/run-tiers.py [TIER|TIER@NAME...]   (default: all, in the order
+below; a TIER runs on each of its toolchains, TIER@NAME on that one only)
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import signal
@@ -21,6 +27,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG_DIR = os.path.join(ROOT, ".cache", "test-logs")
 TIERS = ("lint", "sanity", "unit", "integration", "molecule")
+# The toolchains each tier runs on: "default", "all", or "newest".  Molecule
+# and its podman driver are pinned in .venv only; integration drives
+# ansible-playbook and the modules as Molecule does, so it takes the newest
+# core while Molecule keeps the default one (DEVELOPERS.md, Tests).
+MATRIX = {"lint": "all", "sanity": "all", "unit": "all", "integration": "newest", "molecule": "default"}
 # Seconds each tier may take (TIER_TIMEOUT overrides them all): ceilings that
 # stop a hung tier, not budgets (what the tiers take: DEVELOPERS.md, Tests).
 # Molecule includes building the lab image on a new machine.
@@ -85,16 +96,45 @@ def failure_lines(text: str, limit: int = 12, width: int = 400) -> list[str]:
     return [line[:width] + (" [...]" if len(line) > width else "") for line in found[-limit:]]
 
 
-def run_tier(tier: str) -> tuple[str, float, str, list[str]]:
-    """Run `make TIER`, streaming and logging its output; return (status, seconds, counts, what failed)."""
+def toolchain_label(pins: str) -> str:
+    """core-X.Y/pyX.Y from a pins file: its ansible-core pin and its "# python: X.Y" line."""
+    with open(pins, encoding="utf-8") as handle:
+        text = handle.read()
+    core = re.search(r"^ansible-core==(\d+\.\d+)", text, re.M)
+    python = re.search(r"^# python: (\d+\.\d+)$", text, re.M)
+    if not core or not python:
+        raise SystemExit(f"run-tiers: {pins} needs an ansible-core== pin and a '# python: X.Y' line")
+    return f"core-{core.group(1)}/py{python.group(1)}"
+
+
+def toolchains() -> dict[str, tuple[str, str]]:
+    """Name -> (TOOLCHAIN for make, label): the default first (TOOLCHAIN empty, named
+    core-X.Y after its pins), then tests/toolchains/NAME.txt, oldest first."""
+    label = toolchain_label(os.path.join(ROOT, "test-requirements.txt"))
+    found = {label.split("/")[0]: ("", label)}
+    others = []
+    for pins in glob.glob(os.path.join(ROOT, "tests", "toolchains", "*.txt")):
+        name = os.path.basename(pins)[:-len(".txt")]
+        others.append((name, (name, toolchain_label(pins))))
+    found.update(sorted(others, key=lambda item: [int(n) for n in re.findall(r"\d+", item[1][1])]))
+    return found
+
+
+def rows_of(tier: str, names: list[str]) -> list[str]:
+    """The toolchains TIER runs on (MATRIX); names: the default first, the newest last."""
+    return {"default": names[:1], "newest": names[-1:], "all": names}[MATRIX[tier]]
+
+
+def run_tier(tier: str, toolchain: str, label: str) -> tuple[str, float, str, list[str]]:
+    """Run `make TIER TOOLCHAIN=toolchain`, streaming and logging its output; return (status, seconds, counts, what failed)."""
     os.makedirs(LOG_DIR, exist_ok=True)
-    log_path = os.path.join(LOG_DIR, f"{tier}.log")
-    print(f"\n===== {tier} =====", flush=True)
+    log_path = os.path.join(LOG_DIR, log_name(tier, toolchain))
+    print(f"\n===== {tier} @ {label} =====", flush=True)
     env = dict(os.environ, NO_COLOR="1", PY_COLORS="0", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     started = time.monotonic()
     timed_out = threading.Event()
     with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
-        ["make", "--no-print-directory", tier], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        ["make", "--no-print-directory", tier, f"TOOLCHAIN={toolchain}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, start_new_session=True,
     ) as proc:
 
@@ -119,8 +159,12 @@ def run_tier(tier: str) -> tuple[str, float, str, list[str]]:
     return status, time.monotonic() - started, COUNTERS[tier](text), failure_lines(text) if status != "passed" else []
 
 
+def log_name(tier: str, toolchain: str) -> str:
+    return f"{tier}@{toolchain}.log" if toolchain else f"{tier}.log"
+
+
 def table(rows: list[tuple[str, str, float, str]]) -> str:
-    header = ("tier", "status", "duration", "count")
+    header = ("tier @ toolchain", "status", "duration", "count")
     cells = [header] + [(tier, status, f"{seconds:.0f} s", counts or "-") for tier, status, seconds, counts in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = []
@@ -134,26 +178,38 @@ def table(rows: list[tuple[str, str, float, str]]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    tiers = argv or list(TIERS)
-    unknown = [t for t in tiers if t not in TIERS]
+    known = toolchains()
+    plan = []  # (tier, toolchain name)
+    unknown = []
+    for arg in argv or TIERS:
+        tier, at, name = arg.partition("@")
+        if tier not in TIERS or (at and name not in known):
+            unknown.append(arg)
+        else:
+            plan += [(tier, name)] if at else [(tier, name) for name in rows_of(tier, list(known))]
     if unknown:
-        print(f"run-tiers: unknown tier(s) {', '.join(unknown)}; known: {', '.join(TIERS)}", file=sys.stderr)
+        print(f"run-tiers: unknown tier(s) {', '.join(unknown)}; known: {', '.join(TIERS)}, each also as "
+              f"TIER@NAME, NAME one of: {', '.join(known)}", file=sys.stderr)
         return 2
     rows = []
     why = {}
+    logs = {}
     started = time.monotonic()
-    for tier in tiers:
-        status, seconds, counts, why[tier] = run_tier(tier)
-        rows.append((tier, status, seconds, counts))
+    for tier, name in plan:
+        toolchain, label = known[name]
+        row = f"{tier} @ {label}"
+        logs[row] = log_name(tier, toolchain)
+        status, seconds, counts, why[row] = run_tier(tier, toolchain, label)
+        rows.append((row, status, seconds, counts))
     total = time.monotonic() - started
     failed = [row[0] for row in rows if row[1] != "passed"]
     print("\n===== make test: summary (logs in .cache/test-logs/) =====")
     print(table(rows))
     print(f"total: {total:.0f} s")
     print(f"tiers: {len(rows) - len(failed)} passed, {len(failed)} failed")
-    for tier in failed:
-        print(f"\n{tier}: what failed (last lines of .cache/test-logs/{tier}.log that say so):")
-        print("\n".join("  " + line for line in why[tier]) or "  (no line says; read the log)")
+    for row in failed:
+        print(f"\n{row}: what failed (last lines of .cache/test-logs/{logs[row]} that say so):")
+        print("\n".join("  " + line for line in why[row]) or "  (no line says; read the log)")
     return 1 if failed else 0
 
 

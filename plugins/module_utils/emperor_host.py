@@ -18,7 +18,6 @@ import errno
 import os
 import signal
 import stat
-import subprocess
 import syslog
 import time
 from contextlib import contextmanager
@@ -58,8 +57,11 @@ class EmperorHost(Actions):
     def __init__(self, emperor_dir: str, emperor_stats_socket: str,
                  fastrouter_stats_socket: Optional[str] = None, vassal_suffix: str = ".ini",
                  staging_dir: Optional[str] = None, master_fifo: Optional[str] = None,
-                 vassal_log: Optional[str] = None, stats_timeout: float = 5.0) -> None:
+                 vassal_log: Optional[str] = None, stats_timeout: float = 5.0,
+                 run: Optional[subscription_packets.Runner] = None) -> None:
         self.emperor_dir = emperor_dir
+        # Runs openssl to sign unsubscribes (AnsibleModule.run_command); none: no unsubscribe.
+        self.run = run
         self.emperor_stats_socket = emperor_stats_socket
         self.fastrouter_stats_socket = fastrouter_stats_socket
         self.suffix = vassal_suffix
@@ -187,12 +189,13 @@ class EmperorHost(Actions):
                 local.setdefault(entry["key"], []).append(entry)
         wanted = [(key, node, entry) for key, node in nodes for entry in local.get(key, [])]
         if not nodes or any(not local.get(key) or any("sign_key" not in e for e in local[key]) for key, unused in nodes) \
-                or not subscription_packets.can_sign():
+                or self.run is None or not subscription_packets.can_sign():
             return False
         try:
             packets = [(subscription_packets.build(key, node, unsubscribe=True, sign_with=e["sign_key"],
-                                                   digest=e["sign_digest"]), e["server"]) for key, node, e in wanted]
-        except (subscription_packets.SigningError, OSError, subprocess.SubprocessError):
+                                                   digest=e["sign_digest"], run=self.run), e["server"])
+                       for key, node, e in wanted]
+        except (subscription_packets.SigningError, OSError):
             return False
         for packet, server in packets:
             subscription_packets.send(packet, server)

@@ -9,7 +9,8 @@ body of key/value pairs; a signed one ends with a ``unix`` timestamp and a
 ``sign`` pair, the RSA (PKCS#1 v1.5) signature of the body before it
 (``uwsgi_subscription_sign_check`` in uWSGI's ``core/subscription.c``).
 The signature is made by the ``openssl`` command, so the box needs no
-Python crypto library.
+Python crypto library.  The caller runs it (``run``): a module with
+``AnsibleModule.run_command``, the box's warm-up script with subprocess.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from __future__ import annotations
 import shutil
 import socket
 import struct
-import subprocess
 import time
-from typing import Optional
+from typing import Callable, List, Optional, Tuple
+
+# run(argv, stdin) -> (returncode, stdout, stderr), all bytes.
+Runner = Callable[[List[str], bytes], Tuple[int, bytes, bytes]]
 
 # uWSGI's digest names (sign=SHA256:...) -> openssl dgst options.
 DIGESTS = {"SHA1": "-sha1", "SHA224": "-sha224", "SHA256": "-sha256", "SHA384": "-sha384", "SHA512": "-sha512"}
@@ -37,29 +40,31 @@ def can_sign() -> bool:
     return shutil.which("openssl") is not None
 
 
-def sign(data: bytes, key_path: str, digest: str = "SHA256", timeout: float = 5.0) -> bytes:
+def sign(data: bytes, key_path: str, run: Runner, digest: str = "SHA256") -> bytes:
     option = DIGESTS.get(digest.upper())
     if option is None:
         raise SigningError("digest %s is not one of %s" % (digest, ", ".join(sorted(DIGESTS))))
     openssl = shutil.which("openssl")
     if openssl is None:
         raise SigningError("no openssl command on this host")
-    out = subprocess.run([openssl, "dgst", option, "-sign", key_path], input=data, capture_output=True,
-                         timeout=timeout, check=False)
-    if out.returncode or not out.stdout:
-        raise SigningError("openssl could not sign with %s: %s" % (key_path, out.stderr.decode(errors="replace").strip()))
-    return out.stdout
+    returncode, out, err = run([openssl, "dgst", option, "-sign", key_path], data)
+    if returncode or not out:
+        raise SigningError("openssl could not sign with %s: %s" % (key_path, err.decode(errors="replace").strip()))
+    return out
 
 
 def build(key: str, address: str, unsubscribe: bool = False, sign_with: Optional[str] = None,
-          digest: str = "SHA256", now: Optional[int] = None) -> bytes:
-    """One subscription (or unsubscription) packet for ``address`` under ``key``."""
+          digest: str = "SHA256", now: Optional[int] = None, run: Optional[Runner] = None) -> bytes:
+    """One subscription (or unsubscription) packet for ``address`` under ``key``; ``run`` runs openssl
+    when it is signed (``sign_with``)."""
     body = pair("key", key.encode()) + pair("address", address.encode())
     for name, value in (("modifier1", "0"), ("modifier2", "0"), ("cores", "1"), ("load", "0"), ("weight", "1")):
         body += pair(name, value.encode())
     if sign_with:
         body += pair("unix", str(int(now if now is not None else time.time())).encode())
-        body += pair("sign", sign(body, sign_with, digest))
+        if run is None:
+            raise SigningError("signing with %s needs a way to run openssl" % sign_with)
+        body += pair("sign", sign(body, sign_with, run, digest))
     return struct.pack("<BHB", 224, len(body), 1 if unsubscribe else 0) + body
 
 

@@ -172,6 +172,8 @@ def test_plain_http_is_redirected_to_https_with_the_path(https_router):
     assert response.getheader("Location") == "https://shop.test:%d/some/page?x=1" % https_router["https"]
 
 
+# The client offers TLS 1.1 on purpose; Python 3.13 deprecates the name.
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_tls_1_1_is_refused(https_router):
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     old.check_hostname, old.verify_mode = False, ssl.CERT_NONE

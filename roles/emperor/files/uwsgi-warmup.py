@@ -18,6 +18,7 @@ import argparse
 import os
 import socket
 import struct
+import subprocess
 import sys
 import time
 
@@ -61,6 +62,12 @@ def request(sock_path, host, path, timeout):
         conn.close()
 
 
+def run(argv, data):
+    """subscription_packets' way to run openssl: a stuck one must not hold up the vassal's start."""
+    out = subprocess.run(argv, input=data, capture_output=True, timeout=5, check=False)
+    return out.returncode, out.stdout, out.stderr
+
+
 def announce(args):
     """The vassal's own subscriptions to its box fastrouter, sent now."""
     here = os.path.dirname(os.path.abspath(__file__))
@@ -81,10 +88,10 @@ def announce(args):
             digest, key_file = sign.split(":", 1) if sign else ("SHA256", None)
             for key in args.key:
                 try:
-                    packet = subscription_packets.build(key, address, sign_with=key_file, digest=digest)
+                    packet = subscription_packets.build(key, address, sign_with=key_file, digest=digest, run=run)
                     subscription_packets.send(packet, server)
                     sent += 1
-                except (OSError, subscription_packets.SigningError) as exc:
+                except (OSError, subprocess.SubprocessError, subscription_packets.SigningError) as exc:
                     print("graceful-uwsgi-warmup: announcing %s to %s: %s (the vassal announces itself within a "
                           "second)" % (key, server, exc), flush=True)
     return sent

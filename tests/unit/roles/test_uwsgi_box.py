@@ -24,16 +24,29 @@ SPEC.loader.exec_module(helper)
 
 
 class StatsServer:
-    """A unix socket that sends ``self.doc`` as JSON to every client."""
+    """A unix socket that sends ``self.doc`` as JSON to every client.
+
+    Its threads (the server's and those :meth:`beside` starts) end at
+    :meth:`close`: one left running makes a later test's os.fork() (the
+    vassal_reload guardian) fork a multi-threaded process, which can deadlock
+    the child (Python 3.12 warns about it).
+    """
 
     def __init__(self, path):
         self.path = path
         self.doc = {"subscriptions": []}
+        self.closed = threading.Event()
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.bind(path)
         self.sock.listen(16)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.threads = []
+        self.beside(self._serve)
+
+    def beside(self, target):
+        """Run ``target`` in a thread until it returns; it should return once ``self.closed`` is set."""
+        thread = threading.Thread(target=target, daemon=True)
+        self.threads.append(thread)
+        thread.start()
 
     def _serve(self):
         while True:
@@ -45,7 +58,12 @@ class StatsServer:
                 conn.sendall(json.dumps(self.doc).encode())
 
     def close(self):
+        self.closed.set()
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
         self.sock.close()
+        for thread in self.threads:
+            thread.join(5)
+        assert not any(thread.is_alive() for thread in self.threads), "a test thread is still running"
 
 
 @pytest.fixture
@@ -90,7 +108,7 @@ def test_drain_blocks_only_announcing_vassals_and_waits_until_they_are_dropped(b
             for n in slot["nodes"]:
                 n["ref"] = 0
 
-    threading.Thread(target=stop_announcing, daemon=True).start()
+    server.beside(stop_announcing)
     started = time.time()
     assert helper.main(args(run, server, "--timeout", "10", "drain", "--stale", "1")) == 0
     waited = time.time() - started
@@ -106,11 +124,10 @@ def test_drain_gives_up_at_the_timeout_and_lets_the_stop_go_on(box, capsys):
     fifo_reader(str(run / "web_01.fifo"))
 
     def keep_announcing():
-        while True:
+        while not server.closed.wait(0.1):
             server.doc = {"subscriptions": [{"key": "a.test", "nodes": [node(run, "web_01", time.time())]}]}
-            time.sleep(0.1)
 
-    threading.Thread(target=keep_announcing, daemon=True).start()
+    server.beside(keep_announcing)
     time.sleep(0.2)
     assert helper.main(args(run, server, "--timeout", "1", "drain")) == 0
     assert "gave up after 1 s, still announcing or busy: web_01" in capsys.readouterr().out
@@ -132,7 +149,7 @@ def test_wait_returns_once_every_vassal_file_announces(box, capsys):
         server.doc = {"subscriptions": [{"key": "hello.test", "nodes": [
             node(run, "hello_01", time.time()), node(run, "hello_02", time.time())]}]}
 
-    threading.Thread(target=second_announces, daemon=True).start()
+    server.beside(second_announces)
     started = time.time()
     assert helper.main(args(run, server, "--timeout", "10", "wait", "--vassals-dir", str(vassals))) == 0
     assert 0.5 <= time.time() - started < 5

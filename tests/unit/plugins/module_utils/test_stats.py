@@ -21,13 +21,14 @@ FIXTURES = os.path.join(HERE, "..", "..", "fixtures")
 
 
 def serve_once(sock, payload, hold=False):
-    """Accept one connection, send ``payload`` and close (or keep it open)."""
+    """Accept one connection, send ``payload`` and close (or keep it open until the client closes)."""
     def run():
         conn = sock.accept()[0]
         if payload:
             conn.sendall(payload)
         if hold:
-            threading.Event().wait(3)
+            conn.settimeout(5)
+            conn.recv(1)
         conn.close()
         sock.close()
     thread = threading.Thread(target=run, daemon=True)
@@ -114,10 +115,13 @@ def test_not_a_socket(tmp_path):
 
 def test_timeout(unix_server):
     path, sock = unix_server
-    serve_once(sock, b'{"partial": ', hold=True)
+    server = serve_once(sock, b'{"partial": ', hold=True)
     with pytest.raises(StatsError, match="within 0.5s") as err:
         read_stats(path, timeout=0.5)
     assert err.value.kind == "timeout"
+    # A thread left running would make a later test fork a multi-threaded process.
+    server.join(5)
+    assert not server.is_alive()
 
 
 @pytest.mark.parametrize("payload,message", [
