@@ -158,8 +158,8 @@ def firewall_plan(lab: Lab) -> None:
                          % (METRICS_PORT, re.escape(prometheus)), out.stdout)
     loaded = [h for h in hosts if lab.sh(h, "nft list table inet graceful_uwsgi >/dev/null 2>&1 && echo loaded || true")]
     print("replay: cluster_firewall.yml --check --diff on a cluster without it: rc=%d, the plan lets %s reach the "
-          "exporters on %d of %d hosts; loaded afterwards on: %s" % (out.returncode, prometheus, len(allowed),
-                                                                    len(hosts), loaded or "none"))
+          "exporters on %d of %d hosts; loaded afterwards on: %s"
+          % (out.returncode, prometheus, len(allowed), len(hosts), loaded or "none"))
     check(out.returncode == 0, "the firewall's check mode failed: %s" % out.stdout[-2000:])
     check(len(allowed) == len(hosts), "metrics_allowed_sources missing from the planned exporter rule")
     check(not loaded, "check mode loaded the firewall on %s" % loaded)
