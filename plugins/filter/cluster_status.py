@@ -60,15 +60,13 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.graceful.uwsgi.plugins.module_utils.cluster_status import (
     BoxInput, RouterInput, cluster_status as status_of, reading, releases_from_grep,
 )
-from ansible_collections.graceful.uwsgi.plugins.module_utils.inventory import MissingAddress, endpoints
+from ansible_collections.graceful.uwsgi.plugins.module_utils.inventory import FASTROUTER_NODE, MissingAddress, endpoints
 from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import FASTROUTER_TOLERANCE, ROUTER_TOLERANCE
 
 
 def box_node(box, hostvars):
-    try:
-        return endpoints([box], hostvars, "fastrouter_bind_address", "fastrouter_port", 3017)[0]
-    except MissingAddress:
-        return ""
+    """The box's fastrouter node (``ip:port``); MissingAddress when it has no address."""
+    return endpoints([box], hostvars, *FASTROUTER_NODE)[0]
 
 
 def cluster_status(hostvars, routers, boxes):
@@ -79,9 +77,13 @@ def cluster_status(hostvars, routers, boxes):
     box_inputs = []
     for box in boxes or []:
         variables = hostvars[box]
+        try:
+            node = box_node(box, hostvars)
+        except MissingAddress:
+            node = ""  # the table still shows the box, without its node
         releases = variables.get("uwsgi_status_releases") or {}
         box_inputs.append(BoxInput(
-            name=box, node=box_node(box, hostvars), emperor=reading(variables.get("uwsgi_status_emperor")),
+            name=box, node=node, emperor=reading(variables.get("uwsgi_status_emperor")),
             fastrouter=reading(variables.get("uwsgi_status_fastrouter")),
             releases=releases_from_grep(releases.get("stdout_lines") or []),
             tolerance=int(variables.get("fastrouter_subscription_tolerance", FASTROUTER_TOLERANCE))))
@@ -115,7 +117,7 @@ def domain_boxes(hostvars, boxes):
     for box in boxes or []:
         # Left out, the box would be expected nowhere and never missed: stop instead.
         try:
-            node = endpoints([box], hostvars, "fastrouter_bind_address", "fastrouter_port", 3017)[0]
+            node = box_node(box, hostvars)
         except MissingAddress as exc:
             raise AnsibleFilterError("domain_boxes: app box %s" % exc)
         names[node] = box

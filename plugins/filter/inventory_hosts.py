@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.graceful.uwsgi.plugins.module_utils.inventory import MissingAddress, endpoints
+from ansible_collections.graceful.uwsgi.plugins.module_utils.inventory import FASTROUTER_NODE, MissingAddress, endpoints
 
 # upstream_servers' modes: the hosts' address variable, port variable and default port.
 UPSTREAM_FIELDS = {
     "proxy": ("http_router_bind_address", "http_router_http_port", 80),
-    "uwsgi": ("fastrouter_bind_address", "fastrouter_port", 3017),
+    "uwsgi": FASTROUTER_NODE,
 }
 
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Optional, Sequence
 
 
+# Where a box's fastrouter listens: its node, as the HTTP routers list it.
+FASTROUTER_NODE = ("fastrouter_bind_address", "fastrouter_port", 3017)
+
+
 class MissingAddress(Exception):
     """A host has neither the address variable nor gathered facts."""
 
