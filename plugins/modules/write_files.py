@@ -86,6 +86,13 @@ options:
     type: list
     elements: path
     default: []
+  keep:
+    description:
+      - Files of the O(prune) directories that stay although this call does not write them (such as files an
+        earlier call wrote and something still uses).
+    type: list
+    elements: path
+    default: []
   prune_pattern:
     description: Shell pattern (C(fnmatch)) of the names that O(prune) may remove.
     type: str
@@ -301,6 +308,7 @@ def main():
             contents=dict(type="dict", default={}),
             prune=dict(type="list", elements="path", default=[]),
             prune_pattern=dict(type="str", default="*"),
+            keep=dict(type="list", elements="path", default=[]),
             owner=dict(type="str"),
             group=dict(type="str"),
             mode=dict(type="raw", default="0644"),
@@ -365,7 +373,8 @@ def main():
             module.fail_json(msg="%s: %s" % (item.path, exc), changed=bool(changed_directories or changed_files),
                              changed_directories=changed_directories, changed_files=changed_files)
     prune = [os.path.normpath(str(path)) for path in module.params["prune"]]
-    removed_files = unlisted(prune, module.params["prune_pattern"], set(os.path.normpath(path) for path in seen))
+    listed = set(os.path.normpath(str(path)) for path in list(seen) + module.params["keep"])
+    removed_files = unlisted(prune, module.params["prune_pattern"], listed)
     for path in removed_files:
         if module._diff:
             current = read_current(path)

@@ -149,3 +149,18 @@ def test_prune_removes_the_unlisted_matching_files_only(capsys, tmp_path):
     assert done["removed_files"] == planned["removed_files"] and done["changed_files"] == [str(staged / "new_01.ini")]
     assert sorted(p.name for p in staged.iterdir()) == ["new_01.ini", "notes.txt", "sub.ini"]
     assert run(capsys, **args)["changed"] is False
+
+
+def test_prune_leaves_the_kept_files_and_may_write_none(capsys, tmp_path):
+    env = tmp_path / "env"
+    env.mkdir()
+    for name in ("live.ini", "stale.ini"):
+        (env / name).write_text("[uwsgi]\n%s\n" % name)
+    record = tmp_path / "record.json"
+    args = dict(contents={str(record): "{}\n"}, prune=[str(env)], prune_pattern="*.ini", keep=[str(env / "live.ini")])
+    done = run(capsys, **args)
+    assert done["removed_files"] == [str(env / "stale.ini")] and done["changed_files"] == [str(record)]
+    assert sorted(p.name for p in env.iterdir()) == ["live.ini"]
+    assert run(capsys, **args)["changed"] is False
+    # A missing pruned directory is nothing to remove.
+    assert run(capsys, prune=[str(tmp_path / "none")], keep=[])["removed_files"] == []
