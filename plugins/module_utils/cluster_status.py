@@ -20,6 +20,7 @@ from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_snapshot imp
     VassalStatus, active_keys, build_snapshot, not_announcing,
 )
 from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import is_fresh
+from ansible_collections.graceful.uwsgi.plugins.module_utils.vassal_config import release_of
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ def releases_from_grep(lines: Sequence[str], suffix: str = ".ini") -> Dict[str, 
     for line in lines:
         path, _sep, rest = line.partition(":")
         base = path.rsplit("/", 1)[-1]
-        if base.endswith(suffix) and rest.startswith("; release "):
-            result[base[: len(base) - len(suffix)]] = rest[len("; release "):].strip()
+        release = release_of(rest)
+        if base.endswith(suffix) and release is not None:
+            result[base[: len(base) - len(suffix)]] = release
     return result

@@ -201,6 +201,18 @@ class EmperorHost(Actions):
             subscription_packets.send(packet, server)
         return True
 
+    def releases(self) -> Dict[str, str]:
+        """``name -> release`` of the live vassal files that name one (their ``; release`` line)."""
+        found = {}
+        for name, path in self.vassal_files().items():
+            try:
+                release = vassal_config.release_of(_read(path))
+            except OSError:
+                continue  # removed since the listing
+            if release is not None:
+                found[name] = release
+        return found
+
     def read_live(self, name: str) -> Optional[str]:
         try:
             return _read(self.path(name))

@@ -5,7 +5,8 @@
 
 Only what ``vassal_reload`` needs: the master FIFO (to block the vassal's
 subscriptions while it drains), its log file (to show the tail of a failed
-reload) and its own stats socket (to report worker pids).  uWSGI's magic
+reload), its own stats socket (to report worker pids) and the release it
+serves (the ``; release`` line the emperor role writes).  uWSGI's magic
 variables ``%n %s %d %p %e %c %%`` and ``%(name)`` references to earlier
 options or ``set-placeholder`` values are expanded; anything fancier
 (``@(...)`` readers, environment ``$(...)``) is expanded for ``$(VAR)``
@@ -106,6 +107,19 @@ def first_option(options: Dict[str, List[str]], *names: str) -> Optional[str]:
         for value in options.get(name, []):
             if value and "%(" not in value:
                 return value
+    return None
+
+
+# The comment line the emperor role writes at the top of every vassal file,
+# ``; release <version>``: the release the vassal serves.
+RELEASE_LINE = "; release "
+
+
+def release_of(text: str) -> Optional[str]:
+    """The release a vassal file's text names on its first ``; release`` line, if any."""
+    for line in text.splitlines():
+        if line.startswith(RELEASE_LINE):
+            return line[len(RELEASE_LINE):].strip()
     return None
 
 

@@ -364,6 +364,14 @@ not_announcing:
   returned: always
   type: list
   elements: str
+releases:
+  description:
+    - The release every vassal file in O(emperor_dir) names on its C(; release) line (the emperor role writes
+      one), read after the run, or the current ones in check mode. A vassal file without such a line is left
+      out.
+  returned: success, and when a vassal failed
+  type: dict
+  sample: {"shop_01": "1.5", "shop_02": "1.5"}
 elapsed:
   description: Seconds the run took.
   returned: always
@@ -528,6 +536,10 @@ def main():
         module.fail_json(msg="vassal_reload %s: the vassals still draining were re-admitted; any vassal already "
                              "reloaded is checked (and restored if it does not serve) by this run's guardian "
                              "or the next run" % exc)
+    try:
+        result["releases"] = host.releases()
+    except (ReloadError, OSError):
+        result["releases"] = {}
     if result["failed_vassals"] or result.get("message"):
         module.fail_json(msg=failure_message(result), **result)
     module.exit_json(**result)

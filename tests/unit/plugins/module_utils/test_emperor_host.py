@@ -57,6 +57,15 @@ def test_files_say_what_is_live_staged_and_changed(host, tmp_path):
         host.files(ReloadParams(patterns=("api_*",)))
 
 
+def test_releases_are_read_from_the_live_files_only(host, tmp_path):
+    live, staged = tmp_path / "vassals", tmp_path / "staged"
+    write(live / "web_01.ini", release="7")
+    write(live / "web_02.ini", release="8rc1")
+    (live / "web_03.ini").write_text("[uwsgi]\nmodule = app\n")  # names no release
+    write(staged / "web_01.ini", release="9")
+    assert host.releases() == {"web_01": "7", "web_02": "8rc1"}
+
+
 def test_install_replaces_atomically_with_a_newer_mtime_and_the_staged_mode(host, tmp_path):
     future = int(time.time()) + 100
     live = write(tmp_path / "vassals" / "web_01.ini", mtime=future)

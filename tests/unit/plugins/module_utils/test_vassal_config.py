@@ -129,3 +129,9 @@ def test_tail_reads_no_link_in_place_of_a_log(tmp_path):
     real = tmp_path / "web_02.log"
     real.write_text("a\nb\nRuntimeError: boom\n")
     assert tail(str(real), lines=2) == ["b", "RuntimeError: boom"]
+
+
+def test_release_of_reads_the_first_release_line():
+    text = "[uwsgi]\n; managed by graceful.uwsgi\n; release 2.4rc1 \nmodule = app\n; release 9\n"
+    assert vassal_config.release_of(text) == "2.4rc1"
+    assert vassal_config.release_of("[uwsgi]\n;release 3\n") is None
