@@ -84,3 +84,27 @@ def test_the_exporter_serves_only_a_whole_answer_of_its_collector(tmp_path):
     assert exporter.scrape({"collector": path}).splitlines()[-1] == down  # silent
     thread.join(5)
     listener.close()
+
+
+def test_the_installed_package_holds_every_module_util_it_imports():
+    """The role installs metrics_module_utils beside the exporter: what they import must be among them."""
+    import re
+
+    import yaml
+
+    with open(os.path.join(ROOT, "roles", "metrics", "vars", "main.yml")) as handle:
+        listed = set(yaml.safe_load(handle)["metrics_module_utils"])
+    module_utils = os.path.join(ROOT, "plugins", "module_utils")
+    pattern = re.compile(r"^\s*from ansible_collections\.graceful\.uwsgi\.plugins\.module_utils"
+                         r"(?:\.(\w+) import|\s+import\s+\(?\s*([\w, \n]+))", re.M)
+    sources = [os.path.join(ROOT, "roles", "metrics", "files", "graceful-uwsgi-exporter.py")]
+    sources += [os.path.join(module_utils, name) for name in sorted(listed)]
+    missing = {}
+    for path in sources:
+        with open(path) as handle:
+            text = handle.read()
+        for module, names in pattern.findall(text):
+            for name in [module] if module else [n.strip() for n in names.replace("\n", ",").split(",") if n.strip()]:
+                if name + ".py" not in listed and os.path.exists(os.path.join(module_utils, name + ".py")):
+                    missing.setdefault(os.path.basename(path), []).append(name + ".py")
+    assert missing == {}, "add to metrics_module_utils: %s" % missing
