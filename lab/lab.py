@@ -528,6 +528,26 @@ def cgroup_volume() -> str:
     return f"{SSH_KEY}.pub:/run/graceful-uwsgi-lab.pub:ro"
 
 
+def remove_container(name: str, grace: int = 5) -> None:
+    """podman rm -f NAME, tried again when it fails.
+
+    A container whose conmon is gone or stuck (a machine restored from a
+    snapshot, a podman killed mid-run) fails the first removal while podman
+    waits for an exit file that never comes; that attempt marks it exited, and
+    the next one removes it.
+    """
+    error = ""
+    for attempt, wait in enumerate((grace, 0, 0)):
+        if attempt:
+            say(f"{name}: removal failed ({error}); trying again")
+        proc = podman("rm", "-f", "-t", str(wait), name, check=False, timeout=wait + 120)
+        if proc.returncode == 0 or podman("container", "exists", name, check=False).returncode == 1:
+            return
+        error = last_line(proc.stderr or proc.stdout)
+    raise LabError(f"could not remove container {name}: {error} (try `podman rm -f {name}`, "
+                   "or `podman system migrate` if podman's own state is stale)")
+
+
 def start_host(host: Host, image: str, network: str) -> None:
     podman(
         "run", "-d", "--name", host.container, "--hostname", host.name,
@@ -567,7 +587,7 @@ def up(hosts: list[Host], network: str, subnet: str) -> None:
         wanted = {h.container for h in hosts}
         for name in sorted(set(existing) - wanted):
             say(f"removing {name} (not in the requested topology)")
-            podman("rm", "-f", "-t", "5", name)
+            remove_container(name)
         ensure_network(network, subnet)
         try:
             for host in hosts:
@@ -578,7 +598,7 @@ def up(hosts: list[Host], network: str, subnet: str) -> None:
                     continue
                 if info:
                     say(f"replacing {host.container} ({reason})")
-                    podman("rm", "-f", "-t", "5", host.container)
+                    remove_container(host.container)
                 say(f"starting {host.container} ({host.ip})")
                 start_host(host, image, network)
                 created.append(host.container)
@@ -612,7 +632,7 @@ def down(network: str, images: bool, owner: str = CLI_LABEL_VALUE) -> None:
     with locked():
         for name in sorted(lab_containers(owner)):
             say(f"removing {name}")
-            podman("rm", "-f", "-t", "5", name)
+            remove_container(name)
         if podman("network", "exists", network, check=False).returncode == 0:
             proc = podman("network", "rm", network, check=False)
             if proc.returncode != 0:

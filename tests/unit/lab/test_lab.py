@@ -166,3 +166,42 @@ def test_cgroup_volume_gives_the_unified_hierarchy_only_where_it_is_mounted(monk
     monkeypatch.setattr(lab.os.path, "ismount", lambda path: False)
     volume = lab.cgroup_volume()
     assert volume.endswith(":ro") and volume.split(":")[1] != "/root/.ssh/authorized_keys"
+
+
+class FakePodman:
+    """podman rm that fails the first `failures` times, as with a container whose conmon is gone."""
+
+    def __init__(self, failures):
+        self.failures = failures
+        self.calls = []
+        self.present = True
+
+    def __call__(self, *args, check=True, timeout=None):
+        self.calls.append(args)
+        if args[0] == "rm":
+            if self.failures:
+                self.failures -= 1
+                return subprocess.CompletedProcess(args, 125, "", "Error: cannot remove container x as it could "
+                                                   "not be stopped: timed out waiting for file /run/libpod/exits/x")
+            self.present = False
+            return subprocess.CompletedProcess(args, 0, "x\n", "")
+        assert args[:2] == ("container", "exists")
+        return subprocess.CompletedProcess(args, 0 if self.present else 1, "", "")
+
+
+def test_a_container_that_fails_its_first_removal_is_removed_by_the_next(monkeypatch):
+    fake = FakePodman(failures=1)
+    monkeypatch.setattr(lab, "podman", fake)
+    lab.remove_container("graceful-uwsgi-lab-router1")
+    removals = [call for call in fake.calls if call[0] == "rm"]
+    assert removals == [("rm", "-f", "-t", "5", "graceful-uwsgi-lab-router1"),
+                        ("rm", "-f", "-t", "0", "graceful-uwsgi-lab-router1")]
+    assert not fake.present
+
+
+def test_a_container_that_cannot_be_removed_is_named_in_the_error(monkeypatch):
+    fake = FakePodman(failures=5)
+    monkeypatch.setattr(lab, "podman", fake)
+    with pytest.raises(lab.LabError, match="could not remove container graceful-uwsgi-lab-app1: .*timed out"):
+        lab.remove_container("graceful-uwsgi-lab-app1")
+    assert len([call for call in fake.calls if call[0] == "rm"]) == 3
