@@ -24,7 +24,7 @@ GOOD = {
 }
 
 
-def run(playbook, variables, tmp_path):
+def run(playbook, variables, tmp_path, *options):
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(json.dumps({"all": {
         "hosts": {"box": {"ansible_connection": "local"}},
@@ -33,7 +33,8 @@ def run(playbook, variables, tmp_path):
     extra = tmp_path / "vars.json"
     extra.write_text(json.dumps(variables))
     return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), os.path.join(ROOT, "playbooks", playbook), "-e", "@" + str(extra)],
+        ["ansible-playbook", "-i", str(inventory), os.path.join(ROOT, "playbooks", playbook), "-e", "@" + str(extra),
+         *options],
         capture_output=True, text=True, env=ansible_env(), timeout=300, check=False)
 
 
@@ -85,6 +86,20 @@ def test_bad_variables_stop_site_before_any_change(case, variables, message, tmp
     assert out.returncode != 0, case
     assert message in text, (case, text[-3000:])
     assert "PLAY [Deploy" not in out.stdout, "a deploy play started despite bad input: %s" % case
+
+
+@pytest.mark.parametrize("tag", ["emperor_configure", "http_router_configure"])
+def test_bad_variables_stop_site_run_with_one_phase_tag_before_any_change(tag, tmp_path):
+    """The validation play runs under every tag (the roles' READMEs advise --tags <role>_configure).
+
+    In check mode, so that a regression shows as a failed assertion, not as
+    a router or emperor configured on this machine.
+    """
+    out = run("site.yml", dict(GOOD, http_router_bind_address="0.0.0.0"), tmp_path, "--tags", tag, "--check")
+    text = out.stdout + out.stderr
+    assert out.returncode != 0, text[-3000:]
+    assert "http_router_bind_address=0.0.0.0 must be this router's private IPv4 address" in text, text[-3000:]
+    assert "PLAY [Deploy" not in out.stdout, "a deploy play started despite bad input under --tags %s" % tag
 
 
 def test_a_rotation_phase_recorded_in_the_keys_directory_is_read_and_checked(tmp_path):
