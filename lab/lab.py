@@ -528,6 +528,22 @@ def cgroup_volume() -> str:
     return f"{SSH_KEY}.pub:/run/graceful-uwsgi-lab.pub:ro"
 
 
+# Where a lab host finds this machine's CA bundle: pip on the hosts (uWSGI's
+# pip install method, the apps' virtualenvs) reaches PyPI through this
+# machine's network, and where that network intercepts TLS only this
+# machine's bundle is trusted. Lab vars point PIP_CERT here.
+LAB_CA_BUNDLE = "/usr/local/share/graceful-uwsgi-lab/ca.crt"
+
+
+def ca_bundle_volume() -> str:
+    """The podman volume that gives a lab host this machine's CA bundle (read-only)."""
+    for candidate in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"), os.environ.get("REQUESTS_CA_BUNDLE"),
+                      "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"):
+        if candidate and os.path.isfile(candidate):
+            return f"{os.path.realpath(candidate)}:{LAB_CA_BUNDLE}:ro"
+    raise LabError("no CA bundle found for the lab hosts' pip: install ca-certificates (or set PIP_CERT)")
+
+
 def remove_container(name: str, grace: int = 5) -> None:
     """podman rm -f NAME, tried again when it fails.
 
@@ -555,6 +571,7 @@ def start_host(host: Host, image: str, network: str) -> None:
         "--label", f"{LABEL_SSH_KEY}={ssh_key_id()}",
         "--volume", f"{SSH_KEY}.pub:/root/.ssh/authorized_keys:ro",
         "--volume", cgroup_volume(),
+        "--volume", ca_bundle_volume(),
         # NET_ADMIN in the host's own network namespace: the optional cluster firewall (nftables).
         "--cap-add", "NET_ADMIN",
         "--network", network, "--ip", host.ip, "--systemd=always", image, "/sbin/init",
@@ -736,6 +753,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"GRACEFUL_LAB_IMAGE={image}")
             print(f"GRACEFUL_LAB_SSH_KEY={ssh_key}")
             print(f"GRACEFUL_LAB_CGROUP_VOLUME={cgroup_volume()}")
+            print(f"GRACEFUL_LAB_CA_BUNDLE_VOLUME={ca_bundle_volume()}")
             for key, value in read_env_file().items():
                 print(f"{key}={value}")
     except LabError as exc:

@@ -31,6 +31,7 @@ the HTTPS case of tls_cases.py runs last (and goes back to plain HTTP).
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -41,7 +42,7 @@ import tempfile
 import threading
 import time
 import traceback
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
@@ -76,12 +77,15 @@ def check(condition: bool, message: str) -> None:
 class Lab:
     """The lab's hosts as the inventory names them, and how to reach them."""
 
-    def __init__(self, inventory: str) -> None:
-        self.inventory = inventory
-        out = subprocess.run(["ansible-inventory", "-i", inventory, "--list"], capture_output=True, text=True,
+    def __init__(self, inventory: Union[str, Sequence[str]]) -> None:
+        # One or more inventory sources (Molecule's default scenario adds app3 with a second one).
+        self.inventory_args = [arg for source in ([inventory] if isinstance(inventory, str) else inventory)
+                               for arg in ("-i", source)]
+        out = subprocess.run(["ansible-inventory", *self.inventory_args, "--list"], capture_output=True, text=True,
                              check=True, env=self.env())
         data = json.loads(out.stdout)
         hostvars = data.get("_meta", {}).get("hostvars", {})
+        self.hostvars = hostvars
         self.routers = sorted(data["uwsgi_http_routers"]["hosts"])
         self.boxes = sorted(data["uwsgi_app_hosts"]["hosts"])
         self.edges = sorted(data.get("uwsgi_edges", {}).get("hosts", []))
@@ -126,7 +130,7 @@ class Lab:
         return ",".join("%s:%d/%d" % (h, n, f) for h, (n, f) in sorted(sent.items()))
 
     def playbook(self, name: str, *extra: str) -> subprocess.CompletedProcess:
-        cmd = ["ansible-playbook", "-i", self.inventory, os.path.join(ROOT, "playbooks", name),
+        cmd = ["ansible-playbook", *self.inventory_args, os.path.join(ROOT, "playbooks", name),
                "-e", "@" + LAB_VARS] + list(extra)
         return subprocess.run(cmd, capture_output=True, text=True, env=self.env(), timeout=1800, check=False)
 
@@ -259,6 +263,62 @@ def case_good(lab: Lab, version: str = os.environ.get("GOOD_VERSION", "2")) -> d
     check_vassals_out_and_back(lab, watch, start, end)
     check_release_metrics(lab, out, version, "complete")
     return {"report": report.summary(), "seconds": seconds, "stdout": out.stdout}
+
+
+def runtimes(lab: Lab, seconds: float = 30) -> Dict[str, Dict[str, str]]:
+    """What runs shop on every box, from its GET /runtime asked through the routers.
+
+    {box: {"version": .., "prefix": .., "uwsgi": .., "six": ..}}; asked until every box answered.
+    """
+    seen: Dict[str, Dict[str, str]] = {}
+    deadline = time.monotonic() + seconds
+    while set(seen) != set(lab.boxes) and time.monotonic() < deadline:
+        for router in lab.routers:
+            conn = http.client.HTTPConnection(lab.ip[router], 80, timeout=5)
+            try:
+                conn.request("GET", "/runtime", headers={"Host": "shop.test"})
+                words = conn.getresponse().read().decode().split()
+            finally:
+                conn.close()
+            # "<version> shop <host> prefix=.. uwsgi=.. six=.."
+            seen[words[2]] = dict(word.split("=", 1) for word in words[3:]) | {"version": words[0]}
+    check(set(seen) == set(lab.boxes), "within %.0f s only %s answered /runtime" % (seconds, sorted(seen)))
+    return seen
+
+
+def check_runtimes(lab: Lab, version: str) -> None:
+    """pip boxes run the pinned uWSGI; virtualenv boxes run shop in this release's virtualenv with its requirement."""
+    seen = runtimes(lab)
+    for box, runtime in sorted(seen.items()):
+        hostvars = lab.hostvars[box]
+        print("pypi: %s (%s%s): %s" % (box, hostvars.get("uwsgi_install_method", "debian"),
+                                       ", shop in a virtualenv" if hostvars.get("lab_shop_virtualenv") else "",
+                                       " ".join("%s=%s" % kv for kv in sorted(runtime.items()))))
+        check(runtime["version"] == version, "%s serves shop %s, not %s" % (box, runtime["version"], version))
+        if hostvars.get("uwsgi_install_method") == "pip":
+            check(runtime["uwsgi"] == hostvars.get("uwsgi_pip_version", "2.0.31"),
+                  "%s: a pip box runs uWSGI %s" % (box, runtime["uwsgi"]))
+        else:
+            check(runtime["uwsgi"] not in ("-", hostvars.get("uwsgi_pip_version", "2.0.31")),
+                  "%s: a Debian box runs uWSGI %s" % (box, runtime["uwsgi"]))
+        if hostvars.get("lab_shop_virtualenv"):
+            check(runtime["prefix"] == "/srv/uwsgi-apps/shop/venv-%s" % version and runtime["six"] == "1.17.0",
+                  "%s: shop runs from %s with six %s, not release %s's virtualenv" % (
+                      box, runtime["prefix"], runtime["six"], version))
+        else:
+            check(runtime["prefix"] == "/usr", "%s: shop runs from %s" % (box, runtime["prefix"]))
+
+
+def case_pypi(lab: Lab, version: str = os.environ.get("GOOD_VERSION", "2")) -> dict:
+    """The PyPI paths: a box whose uWSGI pip compiled, running shop in a virtualenv, released under load."""
+    check(any(lab.hostvars[b].get("uwsgi_install_method") == "pip" for b in lab.boxes)
+          and any(lab.hostvars[b].get("lab_shop_virtualenv") for b in lab.boxes),
+          "no box in uwsgi_app_hosts has uwsgi_install_method pip and lab_shop_virtualenv: nothing to prove")
+    before = runtimes(lab)
+    check_runtimes(lab, next(iter(before.values()))["version"])
+    result = case_good(lab, version)
+    check_runtimes(lab, version)
+    return result
 
 
 def case_bad(lab: Lab, good_version: str = "2", bad_version: str = "3bad") -> dict:
@@ -603,7 +663,7 @@ def case_vault_rotate(lab: Lab, keys_dir: str = KEYS_DIR) -> dict:
 
 CASES = {"good": case_good, "status": case_status, "bad": case_bad, "router": case_router, "box": case_box,
          "rotate": case_rotate,
-         "vault": case_vault, "vault_rotate": case_vault_rotate}
+         "vault": case_vault, "vault_rotate": case_vault_rotate, "pypi": case_pypi}
 ORDER = ["good", "status", "bad", "hang", "cold", "sigkill", "stats", "concurrent", "inputs", "domains", "scale", "router", "box",
          "box_kill", "box_freeze", "box_cut", "vassal_kill", "fastrouter_kill", "emperor_kill", "router_kill",
          "release_kill", "rotate", "vault", "vault_rotate", "https"]
@@ -617,8 +677,9 @@ def main() -> int:
     CASES.update(UNPLANNED)
     CASES.update(TLS)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--inventory", required=True)
-    parser.add_argument("--case", action="append", choices=ORDER, help="default: all, in this order: " + " ".join(ORDER))
+    parser.add_argument("--inventory", action="append", required=True, help="an inventory source (repeat to add one)")
+    parser.add_argument("--case", action="append", choices=ORDER + ["pypi"],
+                        help="default: all but pypi (Molecule's default scenario runs it), in this order: " + " ".join(ORDER))
     args = parser.parse_args()
     lab = Lab(args.inventory)
     failures = []

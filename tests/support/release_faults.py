@@ -389,7 +389,7 @@ def case_scale(lab: Lab) -> dict:
 
 def module(lab: Lab, box: str, args: dict, check_mode: bool = False) -> dict:
     """Run graceful.uwsgi.vassal_reload on ``box`` (ad hoc, as root) and return its result."""
-    cmd = ["ansible", "-i", lab.inventory, box, "-m", "graceful.uwsgi.vassal_reload", "-a", json.dumps(args)] + (
+    cmd = ["ansible", *lab.inventory_args, box, "-m", "graceful.uwsgi.vassal_reload", "-a", json.dumps(args)] + (
         ["--check"] if check_mode else [])
     env = dict(lab.env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)

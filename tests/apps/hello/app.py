@@ -5,8 +5,10 @@ release directory's name (the emperor role runs each release from
 ``releases/<version>``), so a response says which code served it.
 """
 
+import importlib.metadata
 import os
 import socket
+import sys
 import time
 
 VERSION = os.path.basename(os.getcwd())
@@ -23,10 +25,27 @@ while os.path.exists(os.path.join(os.getcwd(), "HANG")):
 COLD = os.path.exists(os.path.join(os.getcwd(), "COLD"))
 
 
+def uwsgi_version(module):
+    version = getattr(module, "version", "-") if module else "-"
+    return version.decode() if isinstance(version, bytes) else version
+
+
 def application(environ, start_response):
     if COLD:
         start_response("503 Service Unavailable", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return [b"cold\n"]
+    if environ.get("PATH_INFO") == "/runtime":
+        # What runs the app: its Python prefix (a virtualenv's with virtualenv: true), the uWSGI
+        # serving it, and the version of the lab's requirement (six) that Python finds, if any.
+        try:
+            six = importlib.metadata.version("six")
+        except importlib.metadata.PackageNotFoundError:
+            six = "-"
+        uwsgi = sys.modules.get("uwsgi")
+        body = "%s %s %s prefix=%s uwsgi=%s six=%s\n" % (
+            VERSION, APP, HOST, sys.prefix, uwsgi_version(uwsgi), six)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body.encode()]
     if environ.get("PATH_INFO") == "/whoami":
         # What the app learns of the client: scheme, addresses, forwarded headers.
         body = "%s scheme=%s https=%s remote=%s xfp=%s xff=%s\n" % (

@@ -74,9 +74,14 @@ def test_molecule_platforms_match_the_lab_topology():
         assert f"--ip={ip}" in platform["extra_opts"]
         assert f"--label={lab.LABEL}={lab.MOLECULE_LABEL_VALUE}" in platform["extra_opts"]
         host_vars = config["provisioner"]["inventory"]["host_vars"][name]
-        assert host_vars == {"lab_ip": ip, "ansible_host": ip, "lab_container": name}
+        assert {k: host_vars[k] for k in ("lab_ip", "ansible_host", "lab_container")} == {
+            "lab_ip": ip, "ansible_host": ip, "lab_container": name}
         assert platform["volumes"] == ["${GRACEFUL_LAB_SSH_KEY}.pub:/root/.ssh/authorized_keys:ro",
-                                       "${GRACEFUL_LAB_CGROUP_VOLUME}"]
+                                       "${GRACEFUL_LAB_CGROUP_VOLUME}", "${GRACEFUL_LAB_CA_BUNDLE_VOLUME}"]
+    # The spare box takes the PyPI paths, with pip trusting the CA bundle the lab mounts.
+    app3 = config["provisioner"]["inventory"]["host_vars"]["app3"]
+    assert app3["uwsgi_install_method"] == "pip"
+    assert app3["uwsgi_pip_environment"] == app3["emperor_pip_environment"] == {"PIP_CERT": lab.LAB_CA_BUNDLE}
     connection = config["provisioner"]["connection_options"]
     inventory_vars = yaml.safe_load(lab.render_inventory([], "net", lab.MOLECULE_SUBNET, "${GRACEFUL_LAB_SSH_KEY}"))
     assert connection == {k: v for k, v in inventory_vars["all"]["vars"].items() if k in connection}
@@ -166,6 +171,19 @@ def test_cgroup_volume_gives_the_unified_hierarchy_only_where_it_is_mounted(monk
     monkeypatch.setattr(lab.os.path, "ismount", lambda path: False)
     volume = lab.cgroup_volume()
     assert volume.endswith(":ro") and volume.split(":")[1] != "/root/.ssh/authorized_keys"
+
+
+def test_ca_bundle_volume_mounts_the_first_bundle_found_read_only(tmp_path, monkeypatch):
+    bundle = tmp_path / "corporate.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("PIP_CERT", str(bundle))
+    assert lab.ca_bundle_volume() == f"{bundle}:{lab.LAB_CA_BUNDLE}:ro"
+    monkeypatch.setenv("PIP_CERT", str(tmp_path / "missing.pem"))
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.setattr(lab.os.path, "isfile", lambda path: False)
+    with pytest.raises(lab.LabError, match="no CA bundle"):
+        lab.ca_bundle_volume()
 
 
 class FakePodman:
