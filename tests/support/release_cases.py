@@ -275,17 +275,29 @@ def runtimes(lab: Lab, seconds: float = 30) -> Dict[str, Dict[str, str]]:
     """
     seen: Dict[str, Dict[str, str]] = {}
     deadline = time.monotonic() + seconds
+    odd: List[str] = []  # answers that were not a /runtime body, for the failure message
     while set(seen) != set(lab.boxes) and time.monotonic() < deadline:
         for router in lab.routers:
             conn = http.client.HTTPConnection(lab.ip[router], 80, timeout=5)
             try:
                 conn.request("GET", "/runtime", headers={"Host": "shop.test"})
-                words = conn.getresponse().read().decode().split()
+                response = conn.getresponse()
+                body = response.read().decode(errors="replace")
+            except (OSError, http.client.HTTPException) as exc:
+                odd.append("%s: %s" % (router, exc))
+                continue
             finally:
                 conn.close()
             # "<version> shop <host> prefix=.. uwsgi=.. six=.."
-            seen[words[2]] = dict(word.split("=", 1) for word in words[3:]) | {"version": words[0]}
-    check(set(seen) == set(lab.boxes), "within %.0f s only %s answered /runtime" % (seconds, sorted(seen)))
+            words = body.split()
+            fields = dict(word.split("=", 1) for word in words[3:] if "=" in word)
+            if response.status != 200 or len(words) < 3 or set(fields) != {"prefix", "uwsgi", "six"}:
+                odd.append("%s: %d %r" % (router, response.status, body[:80]))
+                continue
+            seen[words[2]] = fields | {"version": words[0]}
+        time.sleep(0.05)
+    check(set(seen) == set(lab.boxes), "within %.0f s only %s answered /runtime; other answers: %s" % (
+        seconds, sorted(seen), odd[-5:]))
     return seen
 
 
