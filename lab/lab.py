@@ -520,12 +520,17 @@ def replace_reason(info: dict | None, host: Host, image: str, network: str) -> s
 UNIFIED_CGROUP = "/sys/fs/cgroup/unified"
 
 
+def placeholder_volume(name: str) -> str:
+    """A harmless read-only volume at /run/NAME, for a volume a host does not need here: Molecule's list of
+    volumes stays fixed, and each placeholder needs a destination of its own (podman refuses one given twice)."""
+    return f"{SSH_KEY}.pub:/run/{name}:ro"
+
+
 def cgroup_volume() -> str:
     """The podman volume that gives a lab host's systemd the unified cgroup hierarchy (a no-op where not needed)."""
     if os.path.ismount(UNIFIED_CGROUP):
         return f"{UNIFIED_CGROUP}:{UNIFIED_CGROUP}"
-    # Something harmless instead, so that Molecule's list of volumes stays fixed.
-    return f"{SSH_KEY}.pub:/run/graceful-uwsgi-lab.pub:ro"
+    return placeholder_volume("graceful-uwsgi-lab.pub")
 
 
 # Where a lab host finds this machine's CA bundle: pip on the hosts (uWSGI's
@@ -538,14 +543,14 @@ LAB_CA_BUNDLE = "/usr/local/share/graceful-uwsgi-lab/ca.crt"
 def ca_bundle_volume() -> str:
     """The podman volume that gives a lab host this machine's CA bundle (read-only).
 
-    Without a bundle here, something harmless instead (as cgroup_volume does):
-    only pip on the hosts needs it, and the hosts' own bundle may do.
+    Without a bundle here, a placeholder: only pip on the hosts needs it, and
+    the hosts' own bundle may do.
     """
     for candidate in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"), os.environ.get("REQUESTS_CA_BUNDLE"),
                       "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"):
         if candidate and os.path.isfile(candidate):
             return f"{os.path.realpath(candidate)}:{LAB_CA_BUNDLE}:ro"
-    return f"{SSH_KEY}.pub:/run/graceful-uwsgi-lab-no-ca.pub:ro"
+    return placeholder_volume("graceful-uwsgi-lab-no-ca.pub")
 
 
 def remove_container(name: str, grace: int = 5) -> None:
