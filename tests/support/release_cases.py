@@ -304,17 +304,20 @@ def runtimes(lab: Lab, seconds: float = 30) -> Dict[str, Dict[str, str]]:
 def check_runtimes(lab: Lab, version: str) -> None:
     """pip boxes run the pinned uWSGI; virtualenv boxes run shop in this release's virtualenv with its requirement."""
     seen = runtimes(lab)
+    with open(os.path.join(ROOT, "roles", "uwsgi", "defaults", "main.yml"), encoding="utf-8") as handle:
+        default_pin = yaml.safe_load(handle)["uwsgi_pip_version"]  # the role's pin, not a copy of it
     for box, runtime in sorted(seen.items()):
         hostvars = lab.hostvars[box]
+        pinned = hostvars.get("uwsgi_pip_version", default_pin)
         print("pypi: %s (%s%s): %s" % (box, hostvars.get("uwsgi_install_method", "debian"),
                                        ", shop in a virtualenv" if hostvars.get("lab_shop_virtualenv") else "",
                                        " ".join("%s=%s" % kv for kv in sorted(runtime.items()))))
         check(runtime["version"] == version, "%s serves shop %s, not %s" % (box, runtime["version"], version))
         if hostvars.get("uwsgi_install_method") == "pip":
-            check(runtime["uwsgi"] == hostvars.get("uwsgi_pip_version", "2.0.31"),
+            check(runtime["uwsgi"] == pinned,
                   "%s: a pip box runs uWSGI %s" % (box, runtime["uwsgi"]))
         else:
-            check(runtime["uwsgi"] not in ("-", hostvars.get("uwsgi_pip_version", "2.0.31")),
+            check(runtime["uwsgi"] not in ("-", pinned),
                   "%s: a Debian box runs uWSGI %s" % (box, runtime["uwsgi"]))
         if hostvars.get("lab_shop_virtualenv"):
             check(runtime["prefix"] == "/srv/uwsgi-apps/shop/venv-%s" % version and runtime["six"] == "1.17.0",
