@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
 """The graceful.uwsgi test lab: real Debian hosts in podman containers booted by systemd.
 
-Usage: lab/lab.py [--routers N] [--apps N] {up,down,status,inventory,image,probe,env}
+Usage: lab/lab.py [--routers N] [--apps N] [--trixie HOST,...] {up,down,status,inventory,image,probe,env}
 
   up         build the host image if needed, create the network and the hosts,
              wait until systemd is up on every host, write the inventory
   down       remove the lab's containers and network (--images: images too)
   status     show the lab's hosts: container, address, state, systemd state
   inventory  write the Ansible inventory for the running hosts and print its path
-  image      build the host image if it is missing and print its name
+  image      build the host image if it is missing and print its name (--suite trixie: Debian 13's)
   probe      find out whether podman needs the project-local containers.conf
   env        print the environment (CONTAINERS_CONF) the lab's podman needs
 
-The host image is made from Debian's mirror with debootstrap, imported into
+Hosts run Debian 12 bookworm; those named by --trixie (or $LAB_TRIXIE, e.g.
+router2,app2) run Debian 13 trixie.  Each release's host image is made from
+Debian's mirror with debootstrap, imported into
 podman and extended by lab/Containerfile; its tag is a hash of those inputs, so
 it is built once and reused.  Containers are named with a fixed prefix and
 labelled, so a run that died midway is cleaned up by the next one.  Ansible
@@ -59,7 +61,7 @@ LOCK_FILE = os.path.join("/run/lock" if os.path.isdir("/run/lock") else "/tmp", 
 
 BASE_REPO = "localhost/graceful-uwsgi-base"
 IMAGE_REPO = "localhost/graceful-uwsgi-lab"
-CURRENT_TAG = "current"
+CURRENT_TAG = "current"  # the newest build of each suite: current (bookworm), current-trixie
 
 LABEL = "graceful-uwsgi-lab"
 LABEL_IMAGE = "graceful-uwsgi-lab.image"
@@ -77,8 +79,11 @@ APP_GROUP = "uwsgi_app_hosts"
 
 # Bump when the way the image is made changes in a way the inputs below miss.
 RECIPE_VERSION = 1
+# The Debian releases the lab's hosts run: bookworm by default; trixie for the
+# hosts named by --trixie (the Molecule lab mixes both).
+SUITES = ("bookworm", "trixie")
+DEFAULT_SUITE = "bookworm"
 DEBOOTSTRAP = {
-    "suite": "bookworm",
     "variant": "minbase",
     "include": ["python3", "iproute2", "procps"],
 }
@@ -101,14 +106,15 @@ class Host:
     name: str  # inventory hostname and container hostname: router1, app2...
     group: str
     ip: str
+    suite: str = DEFAULT_SUITE
 
     @property
     def container(self) -> str:
         return CONTAINER_PREFIX + self.name
 
 
-def topology(routers: int, apps: int, subnet: str = DEFAULT_SUBNET) -> list[Host]:
-    """Routers get .11 upwards, app boxes .21 upwards in the lab subnet."""
+def topology(routers: int, apps: int, subnet: str = DEFAULT_SUBNET, trixie: frozenset[str] = frozenset()) -> list[Host]:
+    """Routers get .11 upwards, app boxes .21 upwards in the lab subnet; the hosts named in `trixie` run trixie."""
     if not 1 <= routers <= 9:
         raise LabError(f"--routers must be between 1 and 9, not {routers}")
     if not 1 <= apps <= 79:
@@ -122,7 +128,10 @@ def topology(routers: int, apps: int, subnet: str = DEFAULT_SUBNET) -> list[Host
     base = net.network_address
     hosts = [Host(f"router{i}", ROUTER_GROUP, str(base + 10 + i)) for i in range(1, routers + 1)]
     hosts += [Host(f"app{i}", APP_GROUP, str(base + 20 + i)) for i in range(1, apps + 1)]
-    return hosts
+    unknown = sorted(set(trixie) - {h.name for h in hosts})
+    if unknown:
+        raise LabError(f"--trixie names hosts the lab does not have: {', '.join(unknown)}")
+    return [dataclasses.replace(h, suite="trixie") if h.name in trixie else h for h in hosts]
 
 
 def render_inventory(hosts: list[Host], network: str, subnet: str, ssh_key: str = SSH_KEY) -> str:
@@ -253,9 +262,10 @@ def digest(*parts: str) -> str:
     return hasher.hexdigest()[:12]
 
 
-def image_refs() -> tuple[str, str]:
-    """(base image, host image): tags are hashes of what goes into them."""
-    recipe = json.dumps({"version": RECIPE_VERSION, "mirror": mirror(), **DEBOOTSTRAP}, sort_keys=True)
+def image_refs(suite: str = DEFAULT_SUITE) -> tuple[str, str]:
+    """(base image, host image) of a suite: tags are hashes of what goes into them."""
+    recipe = json.dumps({"version": RECIPE_VERSION, "mirror": mirror(), "suite": suite, **DEBOOTSTRAP},
+                        sort_keys=True)
     base = f"{BASE_REPO}:{digest(recipe)}"
     try:
         with open(CONTAINERFILE, encoding="utf-8") as handle:
@@ -269,8 +279,8 @@ def image_exists(ref: str) -> bool:
     return podman("image", "exists", ref, check=False).returncode == 0
 
 
-def check_mirror() -> None:
-    url = f"{mirror()}/dists/{DEBOOTSTRAP['suite']}/Release"
+def check_mirror(suite: str) -> None:
+    url = f"{mirror()}/dists/{suite}/Release"
     request = urllib.request.Request(url, method="HEAD")
     try:
         with urllib.request.urlopen(request, timeout=20):
@@ -283,19 +293,19 @@ def check_mirror() -> None:
         ) from None
 
 
-def build_base(ref: str) -> None:
-    """debootstrap a minimal bookworm and import it into podman."""
+def build_base(ref: str, suite: str) -> None:
+    """debootstrap a minimal Debian `suite` and import it into podman."""
     preflight(need_debootstrap=True)
-    check_mirror()
+    check_mirror(suite)
     os.makedirs(CACHE_DIR, exist_ok=True)
     rootfs = os.path.join(CACHE_DIR, "rootfs")
-    log = os.path.join(CACHE_DIR, "debootstrap.log")
+    log = os.path.join(CACHE_DIR, f"debootstrap-{suite}.log")
     shutil.rmtree(rootfs, ignore_errors=True)  # left over by a run that died
-    say(f"debootstrap {DEBOOTSTRAP['suite']} from {mirror()} (log: {os.path.relpath(log, ROOT)})")
+    say(f"debootstrap {suite} from {mirror()} (log: {os.path.relpath(log, ROOT)})")
     started = time.monotonic()
     cmd = [
         "debootstrap", f"--variant={DEBOOTSTRAP['variant']}", f"--include={','.join(DEBOOTSTRAP['include'])}",
-        DEBOOTSTRAP["suite"], rootfs, mirror(),
+        suite, rootfs, mirror(),
     ]
     try:
         with open(log, "w", encoding="utf-8") as out:
@@ -382,39 +392,49 @@ def save_probe(settings: dict) -> None:
             os.remove(OVERRIDE_CONF)
 
 
-def ensure_image() -> str:
-    """Build the host image if it is missing; return its reference."""
+def ensure_image(suite: str = DEFAULT_SUITE) -> str:
+    """Build the host image of a suite if it is missing; return its reference."""
     preflight()
-    base, image = image_refs()
+    base, image = image_refs(suite)
     if image_exists(image):
         probe(image)
-        tag_current(image)
+        tag_current(image, suite)
         return image
     started = time.monotonic()
     if not image_exists(base):
-        build_base(base)
+        build_base(base, suite)
     settings = probe(base)
     if settings:
         say(f"podman's defaults fail here; using {os.path.relpath(OVERRIDE_CONF, ROOT)} ({', '.join(settings)})")
-    say(f"building {image} from lab/Containerfile")
-    log = os.path.join(CACHE_DIR, "build.log")
+    say(f"building {image} ({suite}) from lab/Containerfile")
+    log = os.path.join(CACHE_DIR, f"build-{suite}.log")
     os.makedirs(CACHE_DIR, exist_ok=True)
     with open(log, "w", encoding="utf-8") as out:
         proc = subprocess.run(
-            ["podman", "build", "--build-arg", f"BASE_IMAGE={base}", "-t", image, "-f", CONTAINERFILE, LAB_DIR],
+            ["podman", "build", "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"SUITE={suite}", "-t", image,
+             "-f", CONTAINERFILE, LAB_DIR],
             stdout=out, stderr=subprocess.STDOUT, env=podman_env(), check=False,
         )
     if proc.returncode != 0:
         with open(log, encoding="utf-8", errors="replace") as handle:
             raise LabError(f"building the host image failed: {last_line(handle.read())} (see {log})")
     say(f"image built in {time.monotonic() - started:.0f} s")
-    tag_current(image)
-    prune_images(keep={base, image})
+    tag_current(image, suite)
+    prune_images(keep=all_image_refs())
     return image
 
 
-def tag_current(image: str) -> None:
-    podman("tag", image, f"{IMAGE_REPO}:{CURRENT_TAG}")
+def current_tag(suite: str) -> str:
+    return CURRENT_TAG if suite == DEFAULT_SUITE else f"{CURRENT_TAG}-{suite}"
+
+
+def tag_current(image: str, suite: str) -> None:
+    podman("tag", image, f"{IMAGE_REPO}:{current_tag(suite)}")
+
+
+def all_image_refs() -> set[str]:
+    """The current recipe's images of every suite: what pruning keeps."""
+    return {ref for suite in SUITES for ref in image_refs(suite)}
 
 
 def prune_images(keep: set[str]) -> None:
@@ -422,7 +442,7 @@ def prune_images(keep: set[str]) -> None:
     listing = podman("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
     for ref in listing:
         repo, _, tag = ref.rpartition(":")
-        if repo in (BASE_REPO, IMAGE_REPO) and ref not in keep and tag != CURRENT_TAG:
+        if repo in (BASE_REPO, IMAGE_REPO) and ref not in keep and tag not in {current_tag(s) for s in SUITES}:
             podman("rmi", ref, check=False)
 
 
@@ -582,7 +602,9 @@ def start_host(host: Host, image: str, network: str) -> None:
         "--volume", cgroup_volume(),
         "--volume", ca_bundle_volume(),
         # NET_ADMIN in the host's own network namespace: the optional cluster firewall (nftables).
-        "--cap-add", "NET_ADMIN",
+        # SYS_ADMIN, which PID 1 has on a real host: systemd (257 on trixie refuses to start a unit
+        # with User= and a sandbox without it) builds the units' sandboxes as it does on a real host.
+        "--cap-add", "NET_ADMIN,SYS_ADMIN",
         "--network", network, "--ip", host.ip, "--systemd=always", image, "/sbin/init",
     )
 
@@ -607,7 +629,7 @@ def failed_units(container: str) -> list[str]:
 def up(hosts: list[Host], network: str, subnet: str) -> None:
     created: list[str] = []
     with locked():
-        image = ensure_image()
+        images = {suite: ensure_image(suite) for suite in sorted({h.suite for h in hosts})}
         ensure_ssh_key()
         existing = lab_containers()
         wanted = {h.container for h in hosts}
@@ -618,6 +640,7 @@ def up(hosts: list[Host], network: str, subnet: str) -> None:
         try:
             for host in hosts:
                 info = existing.get(host.container)
+                image = images[host.suite]
                 reason = replace_reason(info, host, image, network)
                 if not reason:
                     say(f"reusing {host.container} ({host.ip})")
@@ -625,7 +648,7 @@ def up(hosts: list[Host], network: str, subnet: str) -> None:
                 if info:
                     say(f"replacing {host.container} ({reason})")
                     remove_container(host.container)
-                say(f"starting {host.container} ({host.ip})")
+                say(f"starting {host.container} ({host.ip}, {host.suite})")
                 start_host(host, image, network)
                 created.append(host.container)
             deadline = time.monotonic() + BOOT_TIMEOUT
@@ -641,7 +664,7 @@ def up(hosts: list[Host], network: str, subnet: str) -> None:
                 podman("rm", "-f", "-t", "0", name, check=False)
             raise
         write_inventory(hosts, network, subnet)
-        prune_images(keep=set(image_refs()))  # the images the replaced containers held
+        prune_images(keep=all_image_refs())  # the images the replaced containers held
     say(f"{len(hosts)} hosts up; inventory: {os.path.relpath(INVENTORY, os.getcwd())}")
 
 
@@ -706,6 +729,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="number of app boxes (default: $LAB_APPS or 2)")
     parser.add_argument("--subnet", default=os.environ.get("LAB_SUBNET", DEFAULT_SUBNET),
                         help=f"the lab network's subnet (default: $LAB_SUBNET or {DEFAULT_SUBNET})")
+    parser.add_argument("--trixie", default=os.environ.get("LAB_TRIXIE", ""), metavar="HOST,...",
+                        help="hosts that run Debian 13 trixie instead of 12 bookworm, e.g. router2,app2 "
+                             "(default: $LAB_TRIXIE or none)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="create the lab (idempotent) and write the inventory")
     down_parser = sub.add_parser("down", help="remove the lab's containers and network")
@@ -715,7 +741,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     sub.add_parser("status", help="show the lab's hosts")
     inventory_parser = sub.add_parser("inventory", help="write the inventory and print its path")
     inventory_parser.add_argument("--print", action="store_true", dest="show", help="print its content instead")
-    sub.add_parser("image", help="build the host image if missing; print its name")
+    image_parser = sub.add_parser("image", help="build the host image if missing; print its name")
+    image_parser.add_argument("--suite", choices=SUITES, default=DEFAULT_SUITE, help="the Debian release")
     sub.add_parser("probe", help="check podman's defaults; write the containers.conf override if needed")
     sub.add_parser("env", help="print KEY=VALUE lines of the environment the lab's podman needs")
     sub.add_parser("molecule-env", help="prepare the image and network Molecule scenarios use; print their "
@@ -726,7 +753,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        hosts = topology(args.routers, args.apps, args.subnet)
+        trixie = frozenset(name.strip() for name in args.trixie.split(",") if name.strip())
+        hosts = topology(args.routers, args.apps, args.subnet, trixie)
         if args.command == "up":
             up(hosts, NETWORK, args.subnet)
         elif args.command == "down" and args.molecule:
@@ -745,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(INVENTORY)
         elif args.command == "image":
             with locked():
-                print(ensure_image())
+                print(ensure_image(args.suite))
         elif args.command == "probe":
             with locked():
                 ensure_image()  # probes podman with the image
@@ -756,10 +784,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{key}={value}")
         elif args.command == "molecule-env":
             with locked():
-                image = ensure_image()
+                images = {suite: ensure_image(suite) for suite in SUITES}
                 ensure_network(MOLECULE_NETWORK, MOLECULE_SUBNET, owner=MOLECULE_LABEL_VALUE)
                 ssh_key = ensure_ssh_key()
-            print(f"GRACEFUL_LAB_IMAGE={image}")
+            print(f"GRACEFUL_LAB_IMAGE={images[DEFAULT_SUITE]}")
+            print(f"GRACEFUL_LAB_IMAGE_TRIXIE={images['trixie']}")
             print(f"GRACEFUL_LAB_SSH_KEY={ssh_key}")
             print(f"GRACEFUL_LAB_CGROUP_VOLUME={cgroup_volume()}")
             print(f"GRACEFUL_LAB_CA_BUNDLE_VOLUME={ca_bundle_volume()}")

@@ -78,6 +78,12 @@ def test_molecule_platforms_match_the_lab_topology():
             "lab_ip": ip, "ansible_host": ip, "lab_container": name}
         assert platform["volumes"] == ["${GRACEFUL_LAB_SSH_KEY}.pub:/root/.ssh/authorized_keys:ro",
                                        "${GRACEFUL_LAB_CGROUP_VOLUME}", "${GRACEFUL_LAB_CA_BUNDLE_VOLUME}"]
+    # A mixed lab: one router, one app box and the edge run trixie, from the image lab.py builds for it.
+    trixie = {name for name, p in platforms.items() if "IMAGE_TRIXIE" in p["image"]}
+    assert trixie == {"router2", "app2", "edge1"}
+    assert {p["image"] for p in platforms.values()} == {
+        "${GRACEFUL_LAB_IMAGE:-localhost/graceful-uwsgi-lab:current}",
+        f"${{GRACEFUL_LAB_IMAGE_TRIXIE:-localhost/graceful-uwsgi-lab:{lab.current_tag('trixie')}}}"}
     # The spare box takes the PyPI paths, with pip trusting the CA bundle the lab mounts.
     app3 = config["provisioner"]["inventory"]["host_vars"]["app3"]
     assert app3["uwsgi_install_method"] == "pip"
@@ -85,6 +91,35 @@ def test_molecule_platforms_match_the_lab_topology():
     connection = config["provisioner"]["connection_options"]
     inventory_vars = yaml.safe_load(lab.render_inventory([], "net", lab.MOLECULE_SUBNET, "${GRACEFUL_LAB_SSH_KEY}"))
     assert connection == {k: v for k, v in inventory_vars["all"]["vars"].items() if k in connection}
+
+
+def test_roles_claim_the_debian_releases_the_lab_runs_and_the_oldest_core_tested():
+    """meta/main.yml lists what the Molecule lab proves, nothing else, and the ansible-core that runtime.yml requires."""
+    with open(os.path.join(ROOT, "meta", "runtime.yml"), encoding="utf-8") as handle:
+        requires = yaml.safe_load(handle)["requires_ansible"]
+    roles = sorted(os.listdir(os.path.join(ROOT, "roles")))
+    assert roles
+    for role in roles:
+        with open(os.path.join(ROOT, "roles", role, "meta", "main.yml"), encoding="utf-8") as handle:
+            info = yaml.safe_load(handle)["galaxy_info"]
+        assert info["platforms"] == [{"name": "Debian", "versions": list(lab.SUITES)}], role
+        assert requires == f">={info['min_ansible_version']}.0", role
+
+
+def test_hosts_named_for_trixie_run_it_and_a_typo_is_an_error():
+    hosts = lab.topology(2, 2, trixie=frozenset({"router2", "app2"}))
+    assert {h.name: h.suite for h in hosts} == {
+        "router1": "bookworm", "router2": "trixie", "app1": "bookworm", "app2": "trixie"}
+    with pytest.raises(lab.LabError, match="app9"):
+        lab.topology(2, 2, trixie=frozenset({"app9"}))
+
+
+def test_each_suite_has_its_own_images_and_current_tag():
+    assert lab.image_refs("bookworm")[0] != lab.image_refs("trixie")[0]
+    assert lab.image_refs("bookworm")[1] != lab.image_refs("trixie")[1]
+    assert lab.image_refs() == lab.image_refs(lab.DEFAULT_SUITE)
+    assert [lab.current_tag(s) for s in lab.SUITES] == ["current", "current-trixie"]
+    assert lab.all_image_refs() == {*lab.image_refs("bookworm"), *lab.image_refs("trixie")}
 
 
 def test_override_is_valid_toml_with_only_what_was_needed():
