@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `molecule test` for every scenario under molecule/ (or those named), one
+# `molecule test` for every scenario under extensions/molecule/ (or those named), one
 # after the other, on the lab image; prints one line per scenario and a total.
 # Usage: tools/molecule.sh [SCENARIO...]
 set -uo pipefail
@@ -9,12 +9,12 @@ if [ $# -gt 0 ]; then
   scenarios=("$@")
 else
   scenarios=()
-  for file in molecule/*/molecule.yml; do
+  for file in extensions/molecule/*/molecule.yml; do
     [ -e "$file" ] && scenarios+=("$(basename "$(dirname "$file")")")
   done
 fi
 if [ ${#scenarios[@]} -eq 0 ]; then
-  echo "molecule: FAILED: no scenario under molecule/" >&2
+  echo "molecule: FAILED: no scenario under extensions/molecule/" >&2
   exit 1
 fi
 

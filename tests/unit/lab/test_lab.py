@@ -54,13 +54,13 @@ def test_inventory_groups_hosts_reached_over_ssh_with_the_lab_key():
 
 
 def test_molecule_platforms_match_the_lab_topology():
-    """.config/molecule/config.yml repeats the addresses lab.py gives on the Molecule subnet.
+    """extensions/molecule/config.yml repeats the addresses lab.py gives on the Molecule subnet.
 
     Besides the lab's two routers and two app boxes: app3, the spare box of
     the default scenario's scale-out (lab.py's third app box, in no tier),
     and edge1, the nginx edge, at .31.
     """
-    with open(os.path.join(ROOT, ".config", "molecule", "config.yml"), encoding="utf-8") as handle:
+    with open(os.path.join(ROOT, "extensions", "molecule", "config.yml"), encoding="utf-8") as handle:
         config = yaml.safe_load(handle)
     expected = {h.name: (h.ip, h.group) for h in lab.topology(2, 3, lab.MOLECULE_SUBNET)}
     expected["app3"] = (expected["app3"][0], "lab_spare_app_hosts")
