@@ -578,14 +578,18 @@ def remove_container(name: str, grace: int = 5) -> None:
 
     A container whose conmon is gone or stuck (a machine restored from a
     snapshot, a podman killed mid-run) fails the first removal while podman
-    waits for an exit file that never comes; that attempt marks it exited, and
-    the next one removes it.
+    waits for an exit file that never comes, or that removal hangs; that
+    attempt marks it exited, and the next one removes it.
     """
     error = ""
     for attempt, wait in enumerate((grace, 0, 0)):
         if attempt:
             say(f"{name}: removal failed ({error}); trying again")
-        proc = podman("rm", "-f", "-t", str(wait), name, check=False, timeout=wait + 120)
+        try:
+            proc = podman("rm", "-f", "-t", str(wait), name, check=False, timeout=wait + 120)
+        except LabError as exc:  # it hung
+            error = str(exc)
+            continue
         if proc.returncode == 0 or podman("container", "exists", name, check=False).returncode == 1:
             return
         error = last_line(proc.stderr or proc.stdout)

@@ -226,14 +226,18 @@ def test_ca_bundle_volume_mounts_the_first_bundle_found_read_only_or_something_h
 class FakePodman:
     """podman rm that fails the first `failures` times, as with a container whose conmon is gone."""
 
-    def __init__(self, failures):
+    def __init__(self, failures, hangs=0):
         self.failures = failures
+        self.hangs = hangs
         self.calls = []
         self.present = True
 
     def __call__(self, *args, check=True, timeout=None):
         self.calls.append(args)
         if args[0] == "rm":
+            if self.hangs:
+                self.hangs -= 1
+                raise lab.LabError(f"`podman {' '.join(args)}` did not finish within {timeout:.0f} s")
             if self.failures:
                 self.failures -= 1
                 return subprocess.CompletedProcess(args, 125, "", "Error: cannot remove container x as it could "
@@ -252,6 +256,18 @@ def test_a_container_that_fails_its_first_removal_is_removed_by_the_next(monkeyp
     assert removals == [("rm", "-f", "-t", "5", "graceful-uwsgi-lab-router1"),
                         ("rm", "-f", "-t", "0", "graceful-uwsgi-lab-router1")]
     assert not fake.present
+
+
+def test_a_removal_that_hangs_is_tried_again(monkeypatch):
+    fake = FakePodman(failures=0, hangs=1)
+    monkeypatch.setattr(lab, "podman", fake)
+    lab.remove_container("graceful-uwsgi-lab-app2")
+    assert len([call for call in fake.calls if call[0] == "rm"]) == 2
+    assert not fake.present
+    fake = FakePodman(failures=0, hangs=3)
+    monkeypatch.setattr(lab, "podman", fake)
+    with pytest.raises(lab.LabError, match="could not remove container graceful-uwsgi-lab-app2: .*did not finish"):
+        lab.remove_container("graceful-uwsgi-lab-app2")
 
 
 def test_a_container_that_cannot_be_removed_is_named_in_the_error(monkeypatch):
