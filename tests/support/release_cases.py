@@ -23,7 +23,8 @@ rotation of keys kept in variables, then a release with them: 0 failed, no
 key made on the controller's disk, none shown, the release leaves the boxes'
 keys as they were). The fault matrix of release_faults.py runs between bad and router, the
 unplanned faults of unplanned_faults.py (a box killed, frozen, cut off; a
-vassal, fastrouter, emperor or router killed; a box killed in a release)
+vassal, fastrouter, emperor or router killed; a box killed in a release; a
+release limited to one box while another is down)
 after box;
 the HTTPS case of tls_cases.py runs last (and goes back to plain HTTP).
 """
@@ -664,7 +665,7 @@ CASES = {"good": case_good, "status": case_status, "bad": case_bad, "router": ca
          "vault_rotate": case_vault_rotate, "pypi": case_pypi}
 ORDER = ["good", "status", "bad", "hang", "cold", "sigkill", "stats", "concurrent", "inputs", "domains", "scale", "router", "box",
          "box_kill", "box_freeze", "box_cut", "vassal_kill", "fastrouter_kill", "emperor_kill", "router_kill",
-         "release_kill", "rotate", "vault_rotate", "https"]
+         "release_kill", "limit_box_down", "rotate", "vault_rotate", "https"]
 
 
 def main() -> int:

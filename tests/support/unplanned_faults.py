@@ -27,7 +27,11 @@ Cases:
 - router_kill: an HTTP router's master killed with SIGKILL;
 - release_kill: a box killed in the middle of its reload in a rolling release:
   the release stops with a summary that says so, and a second run after the
-  box is back finishes it.
+  box is back finishes it;
+- limit_box_down: a release limited (--limit) to the other box while the
+  last box is frozen: the cluster guard stops it, and its summary still
+  says what every box runs (it read the frozen box before, and the play
+  ended without a summary).
 
 Every case checks: no request failed through the edge; no request waited
 longer than the bound the collection documents for its entry point (at the
@@ -383,6 +387,28 @@ WAIT_FOR_RELEASE = (
     "print(' '.join(found))\n")
 
 
+def case_limit_box_down(lab: Lab) -> dict:
+    """A release with --limit on the first box while the last one is frozen: stopped by the guard, with a summary."""
+    up, down = lab.boxes[0], lab.boxes[-1]
+    version = lab.sh(up, "sed -n 's/^; release //p' %s/hello_01.ini" % VASSALS_DIR).strip()
+    podman("pause", lab.container[down])
+    try:
+        out, seconds = release(lab, version, "--limit", "%s,uwsgi_http_routers" % up,
+                               "-e", "rolling_reload_guard_timeout=2")
+    finally:
+        podman("unpause", lab.container[down])
+    back = wait_for(lambda: serving(lab, down), timeout=120, interval=0.5)
+    print("limit_box_down: release %s --limit %s with %s frozen: rc=%d in %.1fs; summary: %s; %s serving again "
+          "after %s s" % (version, up, down, out.returncode, seconds, summary_of(out), down,
+                          "%.1f" % back if back is not None else "never"))
+    check(out.returncode != 0 and ("STOPPED at %s: Cluster guard" % up) in out.stdout,
+          "the release was not stopped by the guard at %s:\n%s" % (up, out.stdout[-3000:]))
+    check(("%s was not in this run (--limit)" % down) in out.stdout and ("%s runs hello_01=%s" % (up, version))
+          in out.stdout, "the stopped release's summary is missing or wrong:\n%s" % out.stdout[-3000:])
+    check(back is not None, "%s did not come back serving within 120 s" % down)
+    return {}
+
+
 CASES = {"box_kill": case_box_kill, "box_freeze": case_box_freeze, "box_cut": case_box_cut,
          "vassal_kill": case_vassal_kill, "fastrouter_kill": case_fastrouter_kill, "emperor_kill": case_emperor_kill,
-         "router_kill": case_router_kill, "release_kill": case_release_kill}
+         "router_kill": case_router_kill, "release_kill": case_release_kill, "limit_box_down": case_limit_box_down}
