@@ -440,9 +440,10 @@ def all_image_refs() -> set[str]:
 def prune_images(keep: set[str]) -> None:
     """Remove the lab's images of older recipes (those no container uses)."""
     listing = podman("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
+    current = {current_tag(suite) for suite in SUITES}
     for ref in listing:
         repo, _, tag = ref.rpartition(":")
-        if repo in (BASE_REPO, IMAGE_REPO) and ref not in keep and tag not in {current_tag(s) for s in SUITES}:
+        if repo in (BASE_REPO, IMAGE_REPO) and ref not in keep and tag not in current:
             podman("rmi", ref, check=False)
 
 
