@@ -56,7 +56,8 @@ options:
   directories:
     description:
       - Directories to create, or to bring to their owner, group and mode, before the files are written; in
-        order, so a parent comes before its children. The parent of each must exist or be listed before it.
+        order, so a parent comes before its children. The parent of each must exist, be listed before it, or
+        be created with O(directories[].parents).
       - A directory replaces nothing and follows no symlink; the module fails, before any change, when something
         else than a directory is at one of these paths.
     type: list
@@ -78,6 +79,12 @@ options:
       group:
         description: Group of the directory, kept or the running user's when unset, as O(directories[].owner).
         type: str
+      parents:
+        description:
+          - Create the missing parent directories of O(directories[].path) first, owned by the user the module
+            runs as, with mode C(0755), as M(ansible.builtin.file) does. A parent that exists is left as it is.
+        type: bool
+        default: false
   prune:
     description:
       - Directories that hold exactly the files of this call. After the files are written, a file in one of
@@ -198,6 +205,8 @@ from ansible_collections.graceful.uwsgi.plugins.module_utils.file_set import (
 
 HIDDEN_BEFORE = "(old content not shown)\n"
 HIDDEN_AFTER = "(new content not shown)\n"
+# Missing parents (O(directories[].parents)) are made as ansible.builtin.file makes them.
+PARENT_MODE = 0o755
 
 
 def attributes_of(entry, check_mode):
@@ -241,12 +250,31 @@ def directories_of(entries, check_mode):
         if wanted.path in listed:
             raise ValueError("%s is listed twice" % wanted.path)
         parent = os.path.dirname(wanted.path)
-        if not check_mode and parent not in listed and not os.path.isdir(parent):
+        if entry.get("parents"):
+            for missing in missing_parents(parent, listed):
+                planned.append((WantedDirectory(path=missing, mode=PARENT_MODE, uid=None, gid=None), CREATE))
+                listed.add(missing)
+        elif not check_mode and parent not in listed and not os.path.isdir(parent):
             raise ValueError("%s: directory %s does not exist" % (wanted.path, parent))
         current = read_current(wanted.path)
         planned.append((keep_unset_ids(current, wanted), plan_directory(current, wanted)))
         listed.add(wanted.path)
     return planned
+
+
+def missing_parents(path, listed):
+    """The ancestors of ``path`` (``path`` itself included) that neither exist nor are ``listed``,
+    outermost first; ValueError when something else than a directory (or a symlink to one, which
+    ansible.builtin.file follows too) is at the first that exists."""
+    missing = []
+    while path not in listed and path != os.path.dirname(path):
+        if os.path.lexists(path):
+            if not os.path.isdir(path):
+                raise ValueError("%s exists and is not a directory" % path)
+            break
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing[::-1]
 
 
 def diff_of(current, wanted, shown):
@@ -296,6 +324,7 @@ def main():
                 mode=dict(type="raw", required=True),
                 owner=dict(type="str"),
                 group=dict(type="str"),
+                parents=dict(type="bool", default=False),
             )),
             files=dict(type="list", elements="dict", default=[], options=dict(
                 path=dict(type="path", required=True),

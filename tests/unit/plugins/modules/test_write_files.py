@@ -133,6 +133,25 @@ def test_a_directory_whose_parent_is_missing_is_named(capsys, tmp_path):
     assert result["failed"] and "%s: directory %s does not exist" % (tmp_path / "no" / "such", tmp_path / "no") in result["msg"]
 
 
+def test_parents_creates_the_missing_parents_as_the_file_module_does(capsys, tmp_path):
+    (tmp_path / "link").symlink_to(tmp_path, target_is_directory=True)
+    leaf = tmp_path / "link" / "a" / "b" / "leaf"
+    directories = [{"path": str(leaf), "mode": "0750", "parents": True}]
+    planned = run(capsys, directories=directories, _ansible_check_mode=True)
+    made = [str(tmp_path / "link" / "a"), str(tmp_path / "link" / "a" / "b"), str(leaf)]
+    assert planned["changed_directories"] == made and not (tmp_path / "a").exists()
+    result = run(capsys, directories=directories, contents={str(leaf / "x.ini"): "x\n"})
+    assert result["changed_directories"] == made and (tmp_path / "a" / "b" / "leaf" / "x.ini").read_text() == "x\n"
+    assert [stat.S_IMODE(os.stat(path).st_mode) for path in made] == [0o755, 0o755, 0o750]
+    assert run(capsys, directories=directories)["changed"] is False
+
+
+def test_parents_stops_at_something_that_is_not_a_directory(capsys, tmp_path):
+    (tmp_path / "plain").write_text("x")
+    result = run(capsys, directories=[{"path": str(tmp_path / "plain" / "sub" / "leaf"), "mode": "0755", "parents": True}])
+    assert result["failed"] and "%s exists and is not a directory" % (tmp_path / "plain") in result["msg"]
+
+
 def test_prune_removes_the_unlisted_matching_files_only(capsys, tmp_path):
     staged = tmp_path / "staged"
     staged.mkdir()
