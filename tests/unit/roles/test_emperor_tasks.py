@@ -27,3 +27,23 @@ def test_a_release_installs_what_the_virtualenvs_need_before_building_them():
     assert packages < build
     assert "python3-packaging" in release[packages]["ansible.builtin.apt"]["name"]
     assert not any("python3-venv" in str(task) for task in load("install.yml"))
+
+
+def test_which_apps_have_a_virtualenv_is_read_as_ansible_reads_a_boolean():
+    """One rule (vars/main.yml) for the packages, the virtualenvs and the vassal files: a string "false"
+    builds no virtualenv and puts none in the vassal file (Python's truth would have said yes)."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    with open(os.path.join(ROOT, "roles", "emperor", "vars", "main.yml"), encoding="utf-8") as handle:
+        rule = yaml.safe_load(handle)["emperor_virtualenv_app_names"]
+    apps = [{"name": "plain"}, {"name": "on", "virtualenv": True}, {"name": "off", "virtualenv": "false"},
+            {"name": "yes", "virtualenv": "yes"}, {"name": "no", "virtualenv": False}]
+    templar = Templar(loader=DataLoader(), variables={"emperor_apps_logged": apps})
+    assert list(templar.template(trust_as_template(rule))) == ["on", "yes"]
+    release = load("release.yml")
+    uses = [task for task in release if "emperor_virtualenv_app_names" in str(task)]
+    assert [task["name"] for task in uses] == ["Install python3-venv and python3-packaging for the apps' virtualenvs",
+                                               "Build the virtualenv of every app that has one"]
+    with open(os.path.join(ROOT, "roles", "emperor", "templates", "vassal.ini.j2"), encoding="utf-8") as handle:
+        assert "{% if emperor_app.name in emperor_virtualenv_app_names %}" in handle.read()
