@@ -17,8 +17,8 @@ description:
   - A changed file is written to a new file in the same directory (owner and mode set before the content) and
     renamed over the old one, so a reader never sees half a file. No symlink is followed; a symlink or other
     non-regular file at a path is replaced by a regular file.
-  - Every parent directory must exist or be listed in O(directories), which the module brings to their
-    owner, group and mode before it writes a file; in check mode a missing directory or an unknown owner only
+  - Every parent directory must exist or be listed in O(directories) (with O(directories[].parents), its
+    missing parents too), which the module brings to their owner, group and mode before it writes a file; in check mode a missing directory or an unknown owner only
     counts as a change.
   - Render templates on the controller, for example with the P(ansible.builtin.template#lookup) lookup.
 author:
@@ -58,8 +58,8 @@ options:
       - Directories to create, or to bring to their owner, group and mode, before the files are written; in
         order, so a parent comes before its children. The parent of each must exist, be listed before it, or
         be created with O(directories[].parents).
-      - A directory replaces nothing and follows no symlink; the module fails, before any change, when something
-        else than a directory is at one of these paths.
+      - A directory replaces nothing and follows no symlink unless O(directories[].follow) says so; the module
+        fails, before any change, when something else than a directory is at one of these paths.
     type: list
     elements: dict
     default: []
@@ -81,8 +81,16 @@ options:
         type: str
       parents:
         description:
-          - Create the missing parent directories of O(directories[].path) first, owned by the user the module
-            runs as, with mode C(0755), as M(ansible.builtin.file) does. A parent that exists is left as it is.
+          - Create the missing parent directories of O(directories[].path) first, each with this entry's owner,
+            group and mode, as M(ansible.builtin.file) does. A parent that exists is left as it is. A later entry may
+            name one of them, to give it its own attributes.
+        type: bool
+        default: false
+      follow:
+        description:
+          - When a symlink to a directory is at O(directories[].path), bring the directory it points to to the
+            owner, group and mode, as M(ansible.builtin.file) does; without it the module fails there. For paths
+            an administrator may have moved elsewhere with a symlink, never for one another user controls.
         type: bool
         default: false
   prune:
@@ -200,13 +208,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 
 from ansible_collections.graceful.uwsgi.plugins.module_utils.file_set import (
-    CREATE, NOTHING, WRITE, Wanted, WantedDirectory, apply_directory, apply_file, parse_mode, plan_directory, plan_file,
+    ATTRIBUTES, CREATE, NOTHING, WRITE, Wanted, WantedDirectory, apply_directory, apply_file, parse_mode, plan_directory, plan_file,
     read_current)
 
 HIDDEN_BEFORE = "(old content not shown)\n"
 HIDDEN_AFTER = "(new content not shown)\n"
-# Missing parents (O(directories[].parents)) are made as ansible.builtin.file makes them.
-PARENT_MODE = 0o755
 
 
 def attributes_of(entry, check_mode):
@@ -243,22 +249,33 @@ def directories_of(entries, check_mode):
     """[(WantedDirectory, action)] in order; ValueError naming the path at fault."""
     planned = []
     listed = set()
+    # Parents made for an earlier entry (parents: true) that a later entry may name itself.
+    implicit = set()
     for entry in entries:
         path = os.path.normpath(str(entry["path"]))
         mode, uid, gid = attributes_of(dict(entry, path=path), check_mode)
-        wanted = WantedDirectory(path=path, mode=mode, uid=uid, gid=gid)
-        if wanted.path in listed:
-            raise ValueError("%s is listed twice" % wanted.path)
-        parent = os.path.dirname(wanted.path)
+        if path in listed and path not in implicit:
+            raise ValueError("%s is listed twice" % path)
+        parent = os.path.dirname(path)
         if entry.get("parents"):
             for missing in missing_parents(parent, listed):
-                planned.append((WantedDirectory(path=missing, mode=PARENT_MODE, uid=None, gid=None), CREATE))
+                planned.append((WantedDirectory(path=missing, mode=mode, uid=uid, gid=gid), CREATE))
                 listed.add(missing)
+                implicit.add(missing)
         elif not check_mode and parent not in listed and not os.path.isdir(parent):
-            raise ValueError("%s: directory %s does not exist" % (wanted.path, parent))
+            raise ValueError("%s: directory %s does not exist" % (path, parent))
+        if path in implicit:
+            # Made above, as a parent of an earlier entry: this entry's attributes go on it after.
+            implicit.discard(path)
+            planned.append((WantedDirectory(path=path, mode=mode, uid=uid, gid=gid), ATTRIBUTES))
+            continue
+        if entry.get("follow") and os.path.islink(path) and os.path.isdir(path):
+            path = os.path.realpath(path)
+        wanted = WantedDirectory(path=path, mode=mode, uid=uid, gid=gid)
         current = read_current(wanted.path)
         planned.append((keep_unset_ids(current, wanted), plan_directory(current, wanted)))
         listed.add(wanted.path)
+        listed.add(os.path.normpath(str(entry["path"])))
     return planned
 
 
@@ -325,6 +342,7 @@ def main():
                 owner=dict(type="str"),
                 group=dict(type="str"),
                 parents=dict(type="bool", default=False),
+                follow=dict(type="bool", default=False),
             )),
             files=dict(type="list", elements="dict", default=[], options=dict(
                 path=dict(type="path", required=True),
@@ -377,7 +395,8 @@ def main():
     for directory, action in directories:
         if action == NOTHING:
             continue
-        changed_directories.append(directory.path)
+        if directory.path not in changed_directories:
+            changed_directories.append(directory.path)
         if action == CREATE and module._diff:
             diffs.append(dict(before_header=directory.path, after_header=directory.path, before="", after="(directory)\n"))
         if not module.check_mode:

@@ -29,18 +29,21 @@ def test_a_release_installs_what_the_virtualenvs_need_before_building_them():
     assert not any("python3-venv" in str(task) for task in load("install.yml"))
 
 
-def test_which_apps_have_a_virtualenv_is_read_as_ansible_reads_a_boolean():
-    """One rule (vars/main.yml) for the packages, the virtualenvs and the vassal files: a string "false"
-    builds no virtualenv and puts none in the vassal file (Python's truth would have said yes)."""
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.template import Templar, trust_as_template
+def test_which_apps_have_a_virtualenv_is_one_rule_read_as_ansible_reads_a_boolean():
+    """One rule for the packages, the virtualenvs and the vassal files: a string "false" builds no
+    virtualenv and puts none in the vassal file (Python's truth would have said yes to both)."""
+    import pytest
+    from ansible.errors import AnsibleFilterError
 
-    with open(os.path.join(ROOT, "roles", "emperor", "vars", "main.yml"), encoding="utf-8") as handle:
-        rule = yaml.safe_load(handle)["emperor_virtualenv_app_names"]
+    from ansible_collections.graceful.uwsgi.plugins.filter.virtualenv_apps import virtualenv_apps
+
     apps = [{"name": "plain"}, {"name": "on", "virtualenv": True}, {"name": "off", "virtualenv": "false"},
-            {"name": "yes", "virtualenv": "yes"}, {"name": "no", "virtualenv": False}]
-    templar = Templar(loader=DataLoader(), variables={"emperor_apps_logged": apps})
-    assert list(templar.template(trust_as_template(rule))) == ["on", "yes"]
+            {"name": "yes", "virtualenv": "yes"}, {"name": "no", "virtualenv": False}, {"name": "none", "virtualenv": None}]
+    assert virtualenv_apps(apps) == ["on", "yes"]
+    with pytest.raises(AnsibleFilterError, match="app odd: virtualenv='maybe' is not a boolean"):
+        virtualenv_apps([{"name": "odd", "virtualenv": "maybe"}])
+    with open(os.path.join(ROOT, "roles", "emperor", "vars", "main.yml"), encoding="utf-8") as handle:
+        assert "graceful.uwsgi.virtualenv_apps" in yaml.safe_load(handle)["emperor_virtualenv_app_names"]
     release = load("release.yml")
     uses = [task for task in release if "emperor_virtualenv_app_names" in str(task)]
     assert [task["name"] for task in uses] == ["Install python3-venv and python3-packaging for the apps' virtualenvs",

@@ -142,7 +142,28 @@ def test_parents_creates_the_missing_parents_as_the_file_module_does(capsys, tmp
     assert planned["changed_directories"] == made and not (tmp_path / "a").exists()
     result = run(capsys, directories=directories, contents={str(leaf / "x.ini"): "x\n"})
     assert result["changed_directories"] == made and (tmp_path / "a" / "b" / "leaf" / "x.ini").read_text() == "x\n"
-    assert [stat.S_IMODE(os.stat(path).st_mode) for path in made] == [0o755, 0o755, 0o750]
+    assert [stat.S_IMODE(os.stat(path).st_mode) for path in made] == [0o750, 0o750, 0o750]  # the entry's, as file does
+    assert run(capsys, directories=directories)["changed"] is False
+
+
+def test_a_parent_made_for_one_entry_may_be_named_by_a_later_one(capsys, tmp_path):
+    log, lib = tmp_path / "lib" / "log", tmp_path / "lib"
+    directories = [{"path": str(log), "mode": "0700", "parents": True}, {"path": str(lib), "mode": "0755", "parents": True}]
+    result = run(capsys, directories=directories)
+    assert result["changed_directories"] == [str(lib), str(log)]
+    assert stat.S_IMODE(lib.stat().st_mode) == 0o755 and stat.S_IMODE(log.stat().st_mode) == 0o700
+    assert run(capsys, directories=directories)["changed"] is False
+    assert "is listed twice" in run(capsys, directories=directories + [{"path": str(lib), "mode": "0755"}])["msg"]
+
+
+def test_follow_brings_the_directory_a_symlink_points_to(capsys, tmp_path):
+    target = tmp_path / "data"
+    target.mkdir(mode=0o700)
+    (tmp_path / "apps").symlink_to(target)
+    directories = [{"path": str(tmp_path / "apps"), "mode": "0755", "follow": True}]
+    result = run(capsys, directories=directories, contents={str(tmp_path / "apps" / "a.ini"): "a\n"})
+    assert result["changed_directories"] == [str(target)] and stat.S_IMODE(target.stat().st_mode) == 0o755
+    assert (target / "a.ini").read_text() == "a\n" and (tmp_path / "apps").is_symlink()
     assert run(capsys, directories=directories)["changed"] is False
 
 
