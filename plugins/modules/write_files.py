@@ -18,8 +18,8 @@ description:
     renamed over the old one, so a reader never sees half a file. No symlink is followed; a symlink or other
     non-regular file at a path is replaced by a regular file.
   - Every parent directory must exist or be listed in O(directories) (with O(directories[].parents), its
-    missing parents too), which the module brings to their owner, group and mode before it writes a file; in check mode a missing directory or an unknown owner only
-    counts as a change.
+    missing parents too), which the module brings to their owner, group and mode before it writes a file; in
+    check mode a missing directory or an unknown owner only counts as a change.
   - Render templates on the controller, for example with the P(ansible.builtin.template#lookup) lookup.
 author:
   - graceful.uwsgi maintainers (@graceful-uwsgi)
