@@ -269,13 +269,11 @@ def directories_of(entries, check_mode):
             implicit.discard(path)
             planned.append((WantedDirectory(path=path, mode=mode, uid=uid, gid=gid), ATTRIBUTES))
             continue
-        if entry.get("follow") and os.path.islink(path) and os.path.isdir(path):
-            path = os.path.realpath(path)
-        wanted = WantedDirectory(path=path, mode=mode, uid=uid, gid=gid)
-        current = read_current(wanted.path)
+        target = os.path.realpath(path) if entry.get("follow") and os.path.islink(path) and os.path.isdir(path) else path
+        wanted = WantedDirectory(path=target, mode=mode, uid=uid, gid=gid)
+        current = read_current(target)
         planned.append((keep_unset_ids(current, wanted), plan_directory(current, wanted)))
-        listed.add(wanted.path)
-        listed.add(os.path.normpath(str(entry["path"])))
+        listed.update((path, target))
     return planned
 
 
