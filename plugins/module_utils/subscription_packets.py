@@ -73,6 +73,9 @@ def send(packet: bytes, server: str) -> None:
     host, port = server.rsplit(":", 1)
     sock = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        sock.sendto(packet, (host.strip("[]"), int(port)))
+        # Connected, the socket takes datagrams from the server only, never
+        # from anyone on its wildcard-bound ephemeral port.
+        sock.connect((host.strip("[]"), int(port)))
+        sock.send(packet)
     finally:
         sock.close()

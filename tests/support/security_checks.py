@@ -9,8 +9,9 @@
    routers' nor the fastrouter's table may list it, and no request may reach
    it. Control: a subscription signed with the app's real key IS listed (then
    withdrawn), which shows the check is what dropped the others.
-2. Exposure: on every host, what listens where (ss -lntup, printed); no uWSGI
-   subscription server or stats socket on a wildcard or public address.
+2. Exposure: on every host, what listens where (ss -lntup, printed; a socket
+   counts when three looks see it); no uWSGI subscription server or stats
+   socket on a wildcard or public address.
 3. Privileges: every service runs as its unprivileged user; private keys
    are 0600 owned by the app user; stats sockets are 0660.
 4. Attacks as the app user on a box: a master FIFO linked to a root file,
@@ -264,16 +265,30 @@ def app_user_attacks(lab: Lab) -> None:
     check(full_capacity(lab), "not every vassal serves after the attacks")
 
 
-def exposure(lab: Lab) -> None:
-    """What listens where (sshd, the lab's own way in, is listed but not judged)."""
-    for host in lab.routers + lab.boxes:
-        listening = lab.sh(host, "ss -H -lntup")
+def listeners(lab: Lab, host: str, samples: int = 3) -> list:
+    """(proto, local address, process) of the sockets that listen on ``host`` in every one of ``samples``
+    looks, 0.5 s apart.  A socket that sends one datagram and closes (uWSGI's
+    own subscriptions, fd -1 in core/subscription.c, every second per vassal)
+    is bound to 0.0.0.0 for the microseconds in between and ``ss`` may see it
+    once: that is not a listener.  One that stays is judged."""
+    seen = None
+    for sample in range(samples):
+        if sample:
+            time.sleep(0.5)
         rows = []
-        for line in listening.splitlines():
+        for line in lab.sh(host, "ss -H -lntup").splitlines():
             fields = line.split()
             if len(fields) >= 5:
                 process = re.search(r'users:\(\("([^"]+)"', line)
                 rows.append((fields[0], fields[4], process.group(1) if process else "?"))
+        seen = rows if seen is None else [row for row in seen if row in rows]
+    return seen
+
+
+def exposure(lab: Lab) -> None:
+    """What listens where (sshd, the lab's own way in, is listed but not judged)."""
+    for host in lab.routers + lab.boxes:
+        rows = listeners(lab, host)
         print("listen: %s: %s" % (host, ", ".join("%s %s (%s)" % r for r in rows)))
         # ss names the owner of root's sockets only (the container has no
         # CAP_SYS_PTRACE for the service users' ones): all but sshd are judged.

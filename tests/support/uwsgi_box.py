@@ -238,6 +238,7 @@ class LoopbackBox:
             ("fastrouter-subscription-server", "127.0.0.1:%d" % self.fastrouter_sub_port),
             # Signing vassals announce the box to the router themselves.
             ("fastrouter-resubscribe", "127.0.0.1:%d" % self.router_sub_port if not self.announce else None),
+            ("fastrouter-resubscribe-bind", "127.0.0.1:0" if not self.announce else None),
             ("fastrouter-timeout", 60), ("fastrouter-stats", self.fastrouter_stats)]))
         for app in self.apps.values():
             if not os.path.isdir(self.release_dir(app.name, app.release)):
