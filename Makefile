@@ -39,7 +39,7 @@ LAB_ENV := set -a; [ ! -f lab/state/podman.env ] || . lab/state/podman.env; set 
 
 .PHONY: help deps venv toolchain collection-link setup demo test lint sanity build-check \
 	unit integration molecule lab-image lab-up lab-down lab-status changelog clean \
-	bench-reload bench-release bench-fleet bench-router
+	bench-reload bench-release bench-fleet bench-router bench-ship
 
 help:
 	@echo "make demo         install what is missing, build the lab (2 routers, 2 app boxes), show it"
@@ -54,6 +54,7 @@ help:
 	@echo "make bench-reload   vassal_reload on loopback: the app's restart, V = 4, 8, 16 vassals against the physical bound"
 	@echo "make bench-release  a rolling release on the lab (after make demo; LAB_APPS=4 for four boxes): one box, then the fleet"
 	@echo "make bench-fleet    the batches of a release of 2, 10 and 100 simulated boxes"
+	@echo "make bench-ship     shipping a 500-file code directory to a lab box: copy against write_files' trees"
 	@echo "make bench-router   requests per second through one HTTP router of the lab (wrk, 10 s)"
 	@echo "make changelog    lint changelog fragments, regenerate CHANGELOG.rst"
 	@echo "make setup        apt packages + .venv + collection symlink (done by the targets above)"
@@ -133,6 +134,9 @@ bench-reload: deps venv collection-link
 
 bench-release: venv collection-link
 	@$(LAB_ENV) $(VENV)/bin/python benchmarks/release_bench.py --inventory $(INVENTORY) $(BENCH_ARGS)
+
+bench-ship: venv collection-link
+	@$(LAB_ENV) $(VENV)/bin/python benchmarks/ship_bench.py --inventory $(INVENTORY) $(BENCH_ARGS)
 
 bench-fleet: venv collection-link
 	$(VENV)/bin/python benchmarks/fleet_sim.py

@@ -21,6 +21,8 @@ description:
     missing parents too), which the module brings to their owner, group and mode before it writes a file; in
     check mode a missing directory or an unknown owner only counts as a change.
   - Render templates on the controller, for example with the P(ansible.builtin.template#lookup) lookup.
+  - A directory tree of the controller (O(trees)) travels as one archive, whatever its number of files, and
+    is unpacked by the same rules as O(files); M(ansible.builtin.copy) costs a few round trips per file.
 author:
   - graceful.uwsgi maintainers (@graceful-uwsgi)
 options:
@@ -93,6 +95,43 @@ options:
             an administrator may have moved elsewhere with a symlink, never for one another user controls.
         type: bool
         default: false
+  trees:
+    description:
+      - Directory trees to ship from the controller. The action plugin packs each into an archive on the
+        controller (following symlinks, as M(ansible.builtin.copy) does by default) and sends it in one
+        transfer; the module brings every directory and file of it to the host under O(trees[].path), by the
+        rules of O(directories) and O(files). A file on the host that the tree does not have is left alone.
+      - Directories get mode V(0755) and files V(0644), whatever their modes on the controller.
+      - The module reads the archive one file at a time, so a tree may be larger than the host's free memory
+        allows for one file only.
+      - C(--diff) lists the directories and files of a tree that change, not their content.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      src:
+        description:
+          - The directory on the controller, found as M(ansible.builtin.copy) finds O(ansible.builtin.copy#module:src)
+            (the role's or the playbook's C(files/) for a relative path).
+        type: path
+        required: true
+      path:
+        description:
+          - Absolute path of the directory on the host; it and its missing parents are created. A symlink to a
+            directory there is followed, as O(directories[].follow) does.
+        type: path
+        required: true
+      owner:
+        description: User that owns the directories and files (default O(owner)).
+        type: str
+      group:
+        description: Group of the directories and files (default O(group)).
+        type: str
+      archive:
+        description:
+          - Set by the action plugin, not in a task (a task that sets it fails); the path of the packed tree on
+            the host.
+        type: path
   prune:
     description:
       - Directories that hold exactly the files of this call. After the files are written, a file in one of
@@ -140,11 +179,21 @@ options:
     default: true
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
   - graceful.uwsgi.attributes
 attributes:
+  action:
+    support: full
+    details: The action plugin packs and sends O(trees).
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   diff_mode:
     support: partial
-    details: The content of a written file, or that it changes with O(show_content=false); not a change of owner or mode alone.
+    details: >-
+      The content of a written file, or that it changes with O(show_content=false), and the files of a tree that
+      change; not a change of owner or mode alone.
 """
 
 EXAMPLES = r"""
@@ -174,6 +223,14 @@ EXAMPLES = r"""
         mode: "0640"
     show_content: false
   no_log: true
+
+- name: Ship a release's code (one archive, however many files)
+  graceful.uwsgi.write_files:
+    trees:
+      - src: /srv/build/shop/
+        path: /srv/uwsgi-apps/shop/releases/1.5
+    owner: root
+    group: uwsgi-app
 """
 
 RETURN = r"""
@@ -202,6 +259,7 @@ import grp
 import os
 import pwd
 import stat
+import tarfile
 from dataclasses import replace
 
 from ansible.module_utils.basic import AnsibleModule
@@ -213,6 +271,12 @@ from ansible_collections.graceful.uwsgi.plugins.module_utils.file_set import (
 
 HIDDEN_BEFORE = "(old content not shown)\n"
 HIDDEN_AFTER = "(new content not shown)\n"
+# A tree's modes: those ansible.builtin.copy with mode u=rwX,g=rX,o=rX gave
+# the emperor role's code directories (a new file's execute bit is not kept).
+TREE_DIRECTORY_MODE = 0o755
+TREE_FILE_MODE = 0o644
+# --diff lists at most this many changed files of a tree.
+TREE_DIFF_LINES = 50
 
 
 def attributes_of(entry, check_mode):
@@ -316,6 +380,66 @@ def entries_of(params):
         yield defaults, dict(path=path, content=content)
 
 
+def tree_of(tree, defaults):
+    """(archive, directory entries, file entries) of one packed tree, the directories parents
+    first; ValueError naming the tree and the member at fault.  Only plain directories and
+    regular files with relative names inside the tree are taken: the archive comes from this
+    collection's action plugin, but a host trusts nothing it is sent.  No content is read here
+    (tree_content reads one file at a time), and the caller closes the archive."""
+    root = os.path.normpath(str(tree["path"]))
+    if not os.path.isabs(root):
+        raise ValueError("%s: path must be absolute" % tree["path"])
+    if not tree.get("archive"):
+        raise ValueError("%s: the tree has no archive (write_files ships trees through its action plugin)" % root)
+    owner = defaults["owner"] if tree.get("owner") is None else tree["owner"]
+    group = defaults["group"] if tree.get("group") is None else tree["group"]
+    directories = [dict(path=root, mode=TREE_DIRECTORY_MODE, owner=owner, group=group, parents=True, follow=True)]
+    files = []
+    try:
+        archive = tarfile.open(str(tree["archive"]), "r:*")
+    except (OSError, tarfile.TarError) as exc:
+        raise ValueError("%s: cannot read its archive %s: %s" % (root, tree["archive"], exc))
+    try:
+        for member in archive:
+            name = member.name
+            if os.path.isabs(name) or os.path.normpath(name) != name or name.split("/")[0] in ("..", "."):
+                raise ValueError("%s: %r in its archive is not a plain relative name" % (root, name))
+            path = os.path.join(root, name)
+            if member.isdir():
+                directories.append(dict(path=path, mode=TREE_DIRECTORY_MODE, owner=owner, group=group,
+                                        parents=False, follow=False))
+            elif member.isfile():
+                files.append(dict(path=path, mode=TREE_FILE_MODE, owner=owner, group=group, tree=root,
+                                  archive=archive, member=member))
+            else:
+                raise ValueError("%s: %s in its archive is not a regular file or a directory" % (root, name))
+    except (OSError, tarfile.TarError, ValueError) as exc:
+        archive.close()
+        if isinstance(exc, ValueError):
+            raise
+        raise ValueError("%s: cannot read its archive %s: %s" % (root, tree["archive"], exc))
+    directories[1:] = sorted(directories[1:], key=lambda entry: entry["path"])
+    return archive, directories, files
+
+
+def tree_content(entry):
+    """The content of one file of a tree, read from its archive (in archive order, gzip reads on)."""
+    return entry["archive"].extractfile(entry["member"]).read()
+
+
+def tree_diff(root, directories, files):
+    """One --diff entry for the directories and files of a tree that change."""
+    changed = sorted(os.path.relpath(path, root) + "/" for path in directories) + sorted(
+        os.path.relpath(path, root) for path in files)
+    shown = changed[:TREE_DIFF_LINES]
+    if len(changed) > TREE_DIFF_LINES:
+        shown.append("... and %d more" % (len(changed) - TREE_DIFF_LINES))
+    return dict(before_header=root, after_header=root, before="",
+                after="%d %s and %d %s of the tree new or changed:\n%s\n" % (
+                    len(directories), "directory" if len(directories) == 1 else "directories",
+                    len(files), "file" if len(files) == 1 else "files", "\n".join(shown)))
+
+
 def unlisted(directories, pattern, listed):
     """The files of ``directories`` whose names match ``pattern`` and that are not ``listed``, sorted."""
     found = []
@@ -350,6 +474,13 @@ def main():
                 mode=dict(type="raw"),
                 show_content=dict(type="bool"),
             )),
+            trees=dict(type="list", elements="dict", default=[], options=dict(
+                src=dict(type="path", required=True),
+                path=dict(type="path", required=True),
+                owner=dict(type="str"),
+                group=dict(type="str"),
+                archive=dict(type="path"),
+            )),
             contents=dict(type="dict", default={}),
             prune=dict(type="list", elements="path", default=[]),
             prune_pattern=dict(type="str", default="*"),
@@ -361,13 +492,36 @@ def main():
         ),
         supports_check_mode=True,
     )
+    archives, tree_directories, tree_files = [], [], []
     try:
-        directories = directories_of(module.params["directories"], module.check_mode)
+        for tree in module.params["trees"]:
+            archive, more_directories, more_files = tree_of(tree, module.params)
+            archives.append(archive)
+            tree_directories.extend(more_directories)
+            tree_files.extend(more_files)
+        directories = directories_of(module.params["directories"] + tree_directories, module.check_mode)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    new_directories = set(directory.path for directory, _action in directories)
+    # A followed tree root is planned at its target; its files are named under the root.
+    new_directories = set(directory.path for directory, _action in directories) | set(
+        entry["path"] for entry in tree_directories)
+    tree_roots = sorted((entry["path"] for entry in tree_directories if entry["parents"]), key=len, reverse=True)
     wanted = []
     seen = set()
+    for entry in tree_files:
+        try:
+            mode, uid, gid = attributes_of(entry, module.check_mode)
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+        if entry["path"] in seen:
+            module.fail_json(msg="%s is listed twice" % entry["path"])
+        if os.path.dirname(entry["path"]) not in new_directories:
+            module.fail_json(msg="%s: %s has no directory in the archive" % (entry["tree"], entry["path"]))
+        if os.path.isdir(entry["path"]) and not os.path.islink(entry["path"]):
+            module.fail_json(msg="%s is a directory" % entry["path"])
+        seen.add(entry["path"])
+        # The tree's root instead of show_content: --diff lists its changes. The content is read when its turn comes.
+        wanted.append((Wanted(path=entry["path"], content=b"", mode=mode, uid=uid, gid=gid), entry["tree"], entry))
     for attributes, entry in entries_of(module.params):
         path = str(entry["path"])
         if not isinstance(entry["content"], str):
@@ -387,15 +541,20 @@ def main():
         if os.path.isdir(item.path) and not os.path.islink(item.path):
             module.fail_json(msg="%s is a directory" % item.path)
         seen.add(item.path)
-        wanted.append((item, entry["show_content"]))
+        wanted.append((item, entry["show_content"], None))
     changed_directories, changed_files, diffs = [], [], []
+    tree_changes = dict((root, ([], [])) for root in tree_roots)
     # Every entry is checked above before the first change.
     for directory, action in directories:
         if action == NOTHING:
             continue
         if directory.path not in changed_directories:
             changed_directories.append(directory.path)
-        if action == CREATE and module._diff:
+        # A tree's own directories are in its summary (tree_diff).
+        root = next((root for root in tree_roots if directory.path == root or directory.path.startswith(root + "/")), None)
+        if action == CREATE and root is not None:
+            tree_changes[root][0].append(directory.path)
+        elif action == CREATE and module._diff:
             diffs.append(dict(before_header=directory.path, after_header=directory.path, before="", after="(directory)\n"))
         if not module.check_mode:
             try:
@@ -403,21 +562,29 @@ def main():
             except OSError as exc:
                 module.fail_json(msg="%s: %s" % (directory.path, exc), changed=True,
                                  changed_directories=changed_directories, changed_files=[])
-    for item, shown in wanted:
+    for item, shown, tree_entry in wanted:
         try:
+            if tree_entry is not None:
+                item = replace(item, content=tree_content(tree_entry))
             current = read_current(item.path)
             item = keep_unset_ids(current, item)
             action = plan_file(current, item)
             if action == NOTHING:
                 continue
             changed_files.append(item.path)
-            if action == WRITE and module._diff:
+            if action == WRITE and tree_entry is not None:
+                tree_changes[shown][1].append(item.path)
+            elif action == WRITE and module._diff:
                 diffs.append(diff_of(current, item, shown))
             if not module.check_mode:
                 apply_file(action, item)
-        except OSError as exc:
+        except (OSError, tarfile.TarError) as exc:
             module.fail_json(msg="%s: %s" % (item.path, exc), changed=bool(changed_directories or changed_files),
                              changed_directories=changed_directories, changed_files=changed_files)
+    for archive in archives:
+        archive.close()
+    if module._diff:
+        diffs.extend(tree_diff(root, *changed) for root, changed in sorted(tree_changes.items()) if changed != ([], []))
     prune = [os.path.normpath(str(path)) for path in module.params["prune"]]
     listed = set(os.path.normpath(str(path)) for path in list(seen) + module.params["keep"])
     removed_files = unlisted(prune, module.params["prune_pattern"], listed)

@@ -204,3 +204,118 @@ def test_prune_leaves_the_kept_files_and_may_write_none(capsys, tmp_path):
     assert run(capsys, **args)["changed"] is False
     # A missing pruned directory is nothing to remove.
     assert run(capsys, prune=[str(tmp_path / "none")], keep=[])["removed_files"] == []
+
+
+def packed(tmp_path, tree):
+    """The archive the action plugin sends for ``tree`` (a directory)."""
+    from ansible_collections.graceful.uwsgi.plugins.plugin_utils.tree_archive import pack
+    archive = tmp_path / "tree.tar.gz"
+    with open(str(archive), "wb") as out:
+        pack(str(tree), out)
+    return str(archive)
+
+
+def test_a_tree_is_unpacked_with_the_copy_s_modes_then_changes_nothing(capsys, tmp_path):
+    src = tmp_path / "src"
+    (src / "pkg" / "sub").mkdir(parents=True)
+    (src / "app.py").write_text("app = 1\n")
+    (src / "pkg" / "sub" / "data.bin").write_bytes(b"\x00\xff\x01")
+    (src / "run.sh").write_text("#!/bin/sh\n")
+    (src / "run.sh").chmod(0o700)
+    dest = tmp_path / "releases" / "1.5"
+    trees = [{"src": str(src), "path": str(dest), "archive": packed(tmp_path, src)}]
+    result = run(capsys, trees=trees, _ansible_diff=True)
+    assert result["changed"]
+    assert sorted(result["changed_files"]) == sorted(str(dest / n) for n in ("app.py", "pkg/sub/data.bin", "run.sh"))
+    assert str(tmp_path / "releases") in result["changed_directories"]  # a missing parent is made
+    assert (dest / "pkg" / "sub" / "data.bin").read_bytes() == b"\x00\xff\x01"
+    assert stat.S_IMODE((dest / "run.sh").stat().st_mode) == 0o644  # as the copy gave it: no execute bit
+    assert stat.S_IMODE((dest / "app.py").stat().st_mode) == 0o644
+    assert stat.S_IMODE((dest / "pkg").stat().st_mode) == 0o755
+    parent = str(tmp_path / "releases")
+    assert result["diff"] == [{"before_header": parent, "after_header": parent, "before": "", "after": "(directory)\n"},
+                              {"before_header": str(dest), "after_header": str(dest), "before": "",
+                               "after": "3 directories and 3 files of the tree new or changed:\n"
+                                        "./\npkg/\npkg/sub/\napp.py\npkg/sub/data.bin\nrun.sh\n"}]
+    again = run(capsys, trees=trees)
+    assert again["changed"] is False
+    (src / "app.py").write_text("app = 2\n")
+    trees[0]["archive"] = packed(tmp_path, src)
+    changed = run(capsys, trees=trees, _ansible_check_mode=True)
+    assert changed["changed_files"] == [str(dest / "app.py")]
+    assert (dest / "app.py").read_text() == "app = 1\n"  # check mode writes nothing
+
+
+def test_pack_follows_symlinks_and_refuses_a_loop(tmp_path):
+    from ansible_collections.graceful.uwsgi.plugins.plugin_utils.tree_archive import pack
+    src = tmp_path / "src"
+    (src / "real").mkdir(parents=True)
+    (src / "real" / "a.py").write_text("a\n")
+    (src / "linked").symlink_to(src / "real")
+    with open(str(tmp_path / "ok.tar.gz"), "wb") as out:
+        assert pack(str(src), out) == 2  # the file, and the same file through the link
+    (src / "real" / "loop").symlink_to(src)
+    with open(str(tmp_path / "loop.tar.gz"), "wb") as out, pytest.raises(ValueError, match="symlink loop"):
+        pack(str(src), out)
+
+
+@pytest.mark.parametrize("member,kind,message", [
+    ("../escape.py", "file", "is not a plain relative name"),
+    ("/etc/passwd", "file", "is not a plain relative name"),
+    ("a/../../b", "file", "is not a plain relative name"),
+    ("link", "symlink", "is not a regular file or a directory"),
+    ("orphan/file.py", "file", "has no directory in the archive"),
+])
+def test_a_tree_archive_with_a_bad_member_changes_nothing(capsys, tmp_path, member, kind, message):
+    import io
+    import tarfile
+    archive = tmp_path / "bad.tar.gz"
+    with tarfile.open(str(archive), "w:gz") as tar:
+        info = tarfile.TarInfo("fine.py")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"x\n"))
+        info = tarfile.TarInfo(member)
+        if kind == "symlink":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/shadow"
+            tar.addfile(info)
+        else:
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"y\n"))
+    dest = tmp_path / "dest"
+    result = run(capsys, trees=[{"src": "/unused", "path": str(dest), "archive": str(archive)}])
+    assert result["failed"] and message in result["msg"] and str(dest) in result["msg"]
+    assert not dest.exists()
+
+
+def test_a_tree_without_its_archive_names_the_action_plugin(capsys, tmp_path):
+    result = run(capsys, trees=[{"src": "/somewhere", "path": str(tmp_path / "d")}])
+    assert result["failed"] and "action plugin" in result["msg"]
+
+
+def test_a_tree_follows_a_symlinked_root_and_lists_a_new_empty_directory(capsys, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "app.py").write_text("app\n")
+    real = tmp_path / "data" / "release"
+    real.mkdir(parents=True)
+    (tmp_path / "release").symlink_to(real)
+    trees = [{"src": str(src), "path": str(tmp_path / "release"), "archive": packed(tmp_path, src)}]
+    assert run(capsys, trees=trees)["changed"]
+    assert (real / "app.py").read_text() == "app\n" and (tmp_path / "release").is_symlink()
+    (src / "static").mkdir()
+    trees[0]["archive"] = packed(tmp_path, src)
+    result = run(capsys, trees=trees, _ansible_diff=True)
+    assert result["changed"] and result["diff"][0]["after"].endswith("1 directory and 0 files of the tree new or changed:\nstatic/\n")
+    assert (real / "static").is_dir()
+
+
+def test_a_host_directory_where_the_tree_has_a_file_changes_nothing(capsys, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text("a\n")
+    (src / "b.py").write_text("b\n")
+    dest = tmp_path / "dest"
+    (dest / "b.py").mkdir(parents=True)
+    result = run(capsys, trees=[{"src": str(src), "path": str(dest), "archive": packed(tmp_path, src)}])
+    assert result["failed"] and result["msg"] == "%s is a directory" % (dest / "b.py")
+    assert not (dest / "a.py").exists()
