@@ -118,7 +118,7 @@ options:
       path:
         description:
           - Absolute path of the directory on the host; it and its missing parents are created. A symlink to a
-            directory there is followed, as O(directories[].follow) does.
+            directory there is followed, as O(directories[].follow) does: never give a path another user controls.
         type: path
         required: true
       owner:
@@ -186,7 +186,8 @@ attributes:
     support: full
     details: The action plugin packs and sends O(trees).
   async:
-    support: none
+    support: partial
+    details: Not with O(trees).
   bypass_host_loop:
     support: none
   diff_mode:
@@ -260,6 +261,7 @@ import os
 import pwd
 import stat
 import tarfile
+import zlib
 from dataclasses import replace
 
 from ansible.module_utils.basic import AnsibleModule
@@ -277,6 +279,8 @@ TREE_DIRECTORY_MODE = 0o755
 TREE_FILE_MODE = 0o644
 # --diff lists at most this many changed files of a tree.
 TREE_DIFF_LINES = 50
+# What a damaged or cut-off archive raises (tarfile, gzip, bz2, lzma).
+ARCHIVE_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError)
 
 
 def attributes_of(entry, check_mode):
@@ -397,7 +401,7 @@ def tree_of(tree, defaults):
     files = []
     try:
         archive = tarfile.open(str(tree["archive"]), "r:*")
-    except (OSError, tarfile.TarError) as exc:
+    except ARCHIVE_ERRORS as exc:
         raise ValueError("%s: cannot read its archive %s: %s" % (root, tree["archive"], exc))
     try:
         for member in archive:
@@ -413,7 +417,10 @@ def tree_of(tree, defaults):
                                   archive=archive, member=member))
             else:
                 raise ValueError("%s: %s in its archive is not a regular file or a directory" % (root, name))
-    except (OSError, tarfile.TarError, ValueError) as exc:
+        # To its end: gzip checks its CRC there, so a damaged archive fails before any change.
+        while archive.fileobj.read(1 << 20):
+            pass
+    except ARCHIVE_ERRORS + (ValueError,) as exc:
         archive.close()
         if isinstance(exc, ValueError):
             raise
@@ -578,7 +585,7 @@ def main():
                 diffs.append(diff_of(current, item, shown))
             if not module.check_mode:
                 apply_file(action, item)
-        except (OSError, tarfile.TarError) as exc:
+        except ARCHIVE_ERRORS as exc:
             module.fail_json(msg="%s: %s" % (item.path, exc), changed=bool(changed_directories or changed_files),
                              changed_directories=changed_directories, changed_files=changed_files)
     for archive in archives:

@@ -319,3 +319,23 @@ def test_a_host_directory_where_the_tree_has_a_file_changes_nothing(capsys, tmp_
     result = run(capsys, trees=[{"src": str(src), "path": str(dest), "archive": packed(tmp_path, src)}])
     assert result["failed"] and result["msg"] == "%s is a directory" % (dest / "b.py")
     assert not (dest / "a.py").exists()
+
+
+@pytest.mark.parametrize("damage", ["flipped", "cut"])
+def test_a_damaged_archive_changes_nothing(capsys, tmp_path, damage):
+    src = tmp_path / "src"
+    src.mkdir()
+    for index in range(40):
+        (src / ("m%02d.py" % index)).write_text("VALUE = %d\n" % index * 200)
+    archive = packed(tmp_path, src)
+    data = bytearray(open(archive, "rb").read())
+    if damage == "flipped":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        del data[len(data) * 3 // 4:]
+    with open(archive, "wb") as out:
+        out.write(bytes(data))
+    dest = tmp_path / "dest"
+    result = run(capsys, trees=[{"src": str(src), "path": str(dest), "archive": archive}])
+    assert result["failed"] and result["msg"].startswith("%s: cannot read its archive" % dest), result
+    assert not dest.exists()
