@@ -27,20 +27,31 @@ PLAYBOOK = """---
             path: "{{ tree_dest }}"
       async: "{{ tree_async | default(0) }}"
       poll: 2
+      register: shipped
+      ignore_errors: true
+
+    - name: Save what the module returned
+      ansible.builtin.copy:
+        content: "{{ shipped | to_json }}"
+        dest: "{{ tree_result }}"
+        mode: "0600"
+      check_mode: false
+      diff: false
 """
 
 
 def ship(tmp_path, dest, *options, src="code", **extra):
     (tmp_path / "ship.yml").write_text(PLAYBOOK)
     (tmp_path / "inventory.json").write_text(json.dumps({"all": {"hosts": {"box": {"ansible_connection": "local"}}}}))
-    env = dict(ansible_env(), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
-    variables = dict(extra, tree_src=src, tree_dest=str(dest))
+    result = tmp_path / "result.json"
+    result.unlink(missing_ok=True)
+    variables = dict(extra, tree_src=src, tree_dest=str(dest), tree_result=str(result))
     out = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "inventory.json"), str(tmp_path / "ship.yml"),
                           "-e", json.dumps(variables), *options],
-                         capture_output=True, text=True, env=env, timeout=300, check=False)
+                         capture_output=True, text=True, env=ansible_env(), timeout=300, check=False)
     try:
-        return json.loads(out.stdout)["plays"][0]["tasks"][0]["hosts"]["box"]
-    except (ValueError, KeyError, IndexError):
+        return json.loads(result.read_text())
+    except (OSError, ValueError):
         raise AssertionError(out.stdout + out.stderr)
 
 
