@@ -118,7 +118,7 @@ options:
       path:
         description:
           - Absolute path of the directory on the host; it and its missing parents are created. A symlink to a
-            directory there is followed, as O(directories[].follow) does: never give a path another user controls.
+            directory there is followed, as O(directories[].follow) does; never give a path another user controls.
         type: path
         required: true
       owner:
