@@ -399,11 +399,9 @@ def tree_of(tree, defaults):
     group = defaults["group"] if tree.get("group") is None else tree["group"]
     directories = [dict(path=root, mode=TREE_DIRECTORY_MODE, owner=owner, group=group, parents=True, follow=True)]
     files = []
+    archive = None
     try:
         archive = tarfile.open(str(tree["archive"]), "r:*")
-    except ARCHIVE_ERRORS as exc:
-        raise ValueError("%s: cannot read its archive %s: %s" % (root, tree["archive"], exc))
-    try:
         for member in archive:
             name = member.name
             if os.path.isabs(name) or os.path.normpath(name) != name or name.split("/")[0] in ("..", "."):
@@ -420,13 +418,27 @@ def tree_of(tree, defaults):
         # To its end: gzip checks its CRC there, so a damaged archive fails before any change.
         while archive.fileobj.read(1 << 20):
             pass
-    except ARCHIVE_ERRORS + (ValueError,) as exc:
-        archive.close()
-        if isinstance(exc, ValueError):
-            raise
+    except ARCHIVE_ERRORS as exc:
+        if archive is not None:
+            archive.close()
         raise ValueError("%s: cannot read its archive %s: %s" % (root, tree["archive"], exc))
+    except ValueError:
+        archive.close()
+        raise
     directories[1:] = sorted(directories[1:], key=lambda entry: entry["path"])
     return archive, directories, files
+
+
+def claim_path(module, path, seen, parent_missing):
+    """Fail naming ``path``, before any change, when it is listed twice, its directory is missing
+    (``parent_missing``, the message, or None) or a directory is there; else note it in ``seen``."""
+    if path in seen:
+        module.fail_json(msg="%s is listed twice" % path)
+    if parent_missing:
+        module.fail_json(msg=parent_missing)
+    if os.path.isdir(path) and not os.path.islink(path):
+        module.fail_json(msg="%s is a directory" % path)
+    seen.add(path)
 
 
 def tree_content(entry):
@@ -520,15 +532,10 @@ def main():
             mode, uid, gid = attributes_of(entry, module.check_mode)
         except ValueError as exc:
             module.fail_json(msg=str(exc))
-        if entry["path"] in seen:
-            module.fail_json(msg="%s is listed twice" % entry["path"])
-        if os.path.dirname(entry["path"]) not in new_directories:
-            module.fail_json(msg="%s: %s has no directory in the archive" % (entry["tree"], entry["path"]))
-        if os.path.isdir(entry["path"]) and not os.path.islink(entry["path"]):
-            module.fail_json(msg="%s is a directory" % entry["path"])
-        seen.add(entry["path"])
-        # The tree's root instead of show_content: --diff lists its changes. The content is read when its turn comes.
-        wanted.append((Wanted(path=entry["path"], content=b"", mode=mode, uid=uid, gid=gid), entry["tree"], entry))
+        claim_path(module, entry["path"], seen, None if os.path.dirname(entry["path"]) in new_directories
+                   else "%s: %s has no directory in the archive" % (entry["tree"], entry["path"]))
+        # Not shown one by one: --diff lists a tree's changes (tree_diff). The content is read when its turn comes.
+        wanted.append((Wanted(path=entry["path"], content=b"", mode=mode, uid=uid, gid=gid), False, entry))
     for attributes, entry in entries_of(module.params):
         path = str(entry["path"])
         if not isinstance(entry["content"], str):
@@ -541,13 +548,9 @@ def main():
             item = wanted_of(entry, module.check_mode)
         except ValueError as exc:
             module.fail_json(msg=str(exc))
-        if item.path in seen:
-            module.fail_json(msg="%s is listed twice" % item.path)
-        if not module.check_mode and os.path.dirname(item.path) not in new_directories and not os.path.isdir(os.path.dirname(item.path)):
-            module.fail_json(msg="%s: directory %s does not exist" % (item.path, os.path.dirname(item.path)))
-        if os.path.isdir(item.path) and not os.path.islink(item.path):
-            module.fail_json(msg="%s is a directory" % item.path)
-        seen.add(item.path)
+        parent = os.path.dirname(item.path)
+        claim_path(module, item.path, seen, None if module.check_mode or parent in new_directories or os.path.isdir(parent)
+                   else "%s: directory %s does not exist" % (item.path, parent))
         wanted.append((item, entry["show_content"], None))
     changed_directories, changed_files, diffs = [], [], []
     tree_changes = dict((root, ([], [])) for root in tree_roots)
@@ -580,7 +583,7 @@ def main():
                 continue
             changed_files.append(item.path)
             if action == WRITE and tree_entry is not None:
-                tree_changes[shown][1].append(item.path)
+                tree_changes[tree_entry["tree"]][1].append(item.path)
             elif action == WRITE and module._diff:
                 diffs.append(diff_of(current, item, shown))
             if not module.check_mode:
