@@ -23,6 +23,8 @@ description:
     cluster), each key under a name (the app's), and return the public keys by name in RV(public_keys); a
     message about a bad key names it.
   - Needs the C(cryptography) Python library where it runs (ansible-core depends on it).
+  - On the controller (a local connection without become, as with C(delegate_to) C(localhost) and
+    C(become) C(false)) the action plugin does the work in Ansible's own process, with no module run.
 author:
   - graceful.uwsgi maintainers (@graceful-uwsgi)
 options:
@@ -47,7 +49,16 @@ options:
     default: 2048
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
   - graceful.uwsgi.attributes
+attributes:
+  action:
+    support: full
+    details: On the controller, without become, the keys are read or made in Ansible's own process.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
 requirements:
   - cryptography
 """
@@ -87,125 +98,30 @@ public_keys:
   description: The public keys (PEM) of O(paths) or O(private_keys), by name; an empty string in check mode
     for a key that does not exist yet.
   returned: when O(paths) or O(private_keys) is given
-  type: list
-  elements: str
+  type: dict
 """
-
-import os
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-try:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-except ImportError:
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_ERROR = traceback.format_exc()
-else:
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_ERROR = None
-
-
-def public_path_of(path):
-    base = path[:-4] if path.endswith(".pem") else path
-    return base + ".pub"
-
-
-def load_rsa_key(pem, what):
-    """The RSA private key in ``pem`` (bytes), or ValueError naming ``what``."""
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as exc:
-        raise ValueError("%s is not an unencrypted PEM private key: %s" % (what, exc))
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("%s is not an RSA key (uWSGI signs subscriptions with RSA)" % what)
-    return key
-
-
-def public_pem_of(key):
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-
-def public_key_of_file(path, size, check_mode):
-    """(changed, public key) of the key at ``path``, made (with its .pub) if missing; ValueError on a bad key."""
-    public_path = public_path_of(path)
-    changed = False
-    if os.path.exists(path):
-        try:
-            with open(path, "rb") as handle:
-                key = load_rsa_key(handle.read(), path)
-        except OSError as exc:
-            raise ValueError("%s is not readable: %s" % (path, exc))
-    else:
-        if check_mode:
-            return True, ""
-        changed = True
-        key = rsa.generate_private_key(public_exponent=65537, key_size=size)
-        try:
-            os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-        except OSError as exc:
-            raise ValueError("cannot write the private key %s: %s" % (path, exc))
-    public_pem = public_pem_of(key)
-    current = None
-    if os.path.exists(public_path):
-        with open(public_path) as handle:
-            current = handle.read()
-    if current != public_pem:
-        changed = True
-        if not check_mode:
-            with open(public_path, "w") as handle:
-                handle.write(public_pem)
-    return changed, public_pem
+from ansible_collections.graceful.uwsgi.plugins.module_utils.signing_keys import (
+    ARGUMENT_SPEC,
+    CRYPTOGRAPHY_ERROR,
+    HAS_CRYPTOGRAPHY,
+    ONE_FORM,
+    KeyFailure,
+    run,
+)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path"),
-            paths=dict(type="dict"),
-            private_key=dict(type="str", no_log=True),
-            private_keys=dict(type="dict", no_log=True),
-            size=dict(type="int", default=2048),
-        ),
-        required_one_of=[("path", "paths", "private_key", "private_keys")],
-        mutually_exclusive=[("path", "paths", "private_key", "private_keys")],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_one_of=ONE_FORM, mutually_exclusive=ONE_FORM,
+                           supports_check_mode=True)
     if not HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=CRYPTOGRAPHY_ERROR)
-    size = module.params["size"]
-    if size < 2048:
-        module.fail_json(msg="size=%d is too small: use 2048 bits or more" % size)
-    params = module.params
-    # One key is the one-entry case of several, under the name None.
-    changed, public_keys = False, {}
     try:
-        if params["private_key"] is not None or params["private_keys"] is not None:
-            pems = {None: params["private_key"]} if params["private_key"] is not None else params["private_keys"]
-            for name in sorted(pems, key=str):
-                what = "private_key" if name is None else "private_keys[%s]" % name
-                public_keys[name] = public_pem_of(load_rsa_key(str(pems[name]).encode(), what))
-        else:
-            paths = {None: params["path"]} if params["path"] is not None else params["paths"]
-            for name in sorted(paths, key=str):
-                try:
-                    made, public_keys[name] = public_key_of_file(str(paths[name]), size, module.check_mode)
-                except ValueError as exc:
-                    raise ValueError(str(exc) if name is None else "paths[%s]: %s" % (name, exc))
-                changed = changed or made
-    except ValueError as exc:
-        module.fail_json(msg=str(exc), changed=changed)
-    if params["path"] is not None:
-        module.exit_json(changed=changed, public_key=public_keys[None], public_path=public_path_of(params["path"]))
-    if params["private_key"] is not None:
-        module.exit_json(changed=False, public_key=public_keys[None])
-    module.exit_json(changed=changed, public_keys=public_keys)
+        module.exit_json(**run(module.params, module.check_mode))
+    except KeyFailure as exc:
+        module.fail_json(msg=str(exc), changed=exc.changed)
 
 
 if __name__ == "__main__":
