@@ -8,6 +8,7 @@ saves a module run (about a second) in every playbook; anywhere else the module 
 from __future__ import annotations
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
@@ -23,21 +24,32 @@ from ansible_collections.graceful.uwsgi.plugins.module_utils.signing_keys import
 class ActionModule(ActionBase):
 
     _supports_check_mode = True
+    _supports_async = True
 
     def in_process(self) -> bool:
-        """Whether the module would run as this process's user on this machine."""
-        return self._connection.transport == "local" and not self._play_context.become and HAS_CRYPTOGRAPHY
+        """Whether the module would run as this process's user on this machine, with its environment."""
+        return (self._connection.transport == "local" and self._connection.become is None
+                and not self._play_context.become and not self._task.async_val and not self._task.environment
+                and HAS_CRYPTOGRAPHY)
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
         if not self.in_process():
-            return merge_hash(result, self._execute_module(task_vars=task_vars))
-        # The module's own argument checks, with its messages.
-        params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC, required_one_of=ONE_FORM,
-                                             mutually_exclusive=ONE_FORM)[1]
+            wrap_async = self._task.async_val and not self._connection.has_native_async
+            result = merge_hash(result, self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
+            if not wrap_async:
+                self._remove_tmp_path(self._connection._shell.tmpdir)
+            return result
+        # The module's checks and messages; like fail_json, no message shows a private key.
+        secrets = [str(value) for value in [self._task.args.get("private_key")]
+                   + list((self._task.args.get("private_keys") or {}).values()) if value]
         try:
+            params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC, required_one_of=ONE_FORM,
+                                                 mutually_exclusive=ONE_FORM)[1]
             result.update(run(params, bool(self._task.check_mode)))
         except KeyFailure as exc:
-            raise AnsibleActionFail(str(exc), result=dict(changed=exc.changed))
+            raise AnsibleActionFail(remove_values(str(exc), secrets), result=dict(changed=exc.changed))
+        except AnsibleActionFail as exc:
+            raise AnsibleActionFail(remove_values(exc.message, secrets))
         return result

@@ -115,8 +115,10 @@ def run(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
         else:
             paths = {None: params["path"]} if params["path"] is not None else params["paths"]
             for name in sorted(paths, key=str):
+                # As type path expands O(path): ~ and $VARS.
+                path = os.path.expanduser(os.path.expandvars(str(paths[name])))
                 try:
-                    made, public_keys[name] = public_key_of_file(str(paths[name]), size, check_mode)
+                    made, public_keys[name] = public_key_of_file(path, size, check_mode)
                 except ValueError as exc:
                     raise ValueError(str(exc) if name is None else "paths[%s]: %s" % (name, exc))
                 changed = changed or made

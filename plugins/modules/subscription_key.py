@@ -23,8 +23,9 @@ description:
     cluster), each key under a name (the app's), and return the public keys by name in RV(public_keys); a
     message about a bad key names it.
   - Needs the C(cryptography) Python library where it runs (ansible-core depends on it).
-  - On the controller (a local connection without become, as with C(delegate_to) C(localhost) and
-    C(become) C(false)) the action plugin does the work in Ansible's own process, with no module run.
+  - On the controller (a local connection without become, async or a task C(environment), as with
+    C(delegate_to) C(localhost) and C(become) C(false)) the action plugin does the work in Ansible's own
+    process, with no module run.
 author:
   - graceful.uwsgi maintainers (@graceful-uwsgi)
 options:
@@ -34,7 +35,9 @@ options:
       - One of O(path), O(paths), O(private_key) and O(private_keys) is required.
     type: path
   paths:
-    description: Several private keys, each as O(path), as a dict of name (the app's) to path.
+    description:
+      - Several private keys, each as O(path), as a dict of name (the app's) to path; C(~) and environment
+        variables are expanded as in O(path).
     type: dict
   private_key:
     description:
@@ -56,7 +59,7 @@ attributes:
     support: full
     details: On the controller, without become, the keys are read or made in Ansible's own process.
   async:
-    support: none
+    support: full
   bypass_host_loop:
     support: none
 requirements:

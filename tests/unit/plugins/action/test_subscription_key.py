@@ -15,12 +15,18 @@ from ansible.playbook.task import Task
 from ansible_collections.graceful.uwsgi.plugins.action.subscription_key import ActionModule
 
 
-def action(args, transport="local", become=False, check_mode=False):
+def action(args, transport="local", become=False, check_mode=False, **task_fields):
     task = Task()
     task.args = args
     task.check_mode = check_mode
+    for field, value in task_fields.items():
+        setattr(task, field, value)
     connection = MagicMock()
     connection.transport = transport
+    # What the connection will do: a become plugin is set on it when the task becomes.
+    connection.become = MagicMock() if become else None
+    connection.has_native_async = False
+    connection._shell.tmpdir = None
     context = PlayContext()
     context.become = become
     plugin = ActionModule(task, connection, context, loader=MagicMock(), templar=MagicMock(), shared_loader_obj=None)
@@ -44,11 +50,22 @@ def test_check_mode_in_process_makes_nothing(tmp_path):
     assert result["changed"] and result["public_key"] == "" and not os.listdir(str(tmp_path))
 
 
-@pytest.mark.parametrize("transport, become", [("ssh", False), ("local", True)])
-def test_elsewhere_or_with_become_the_module_runs(tmp_path, transport, become):
-    plugin = action({"path": str(tmp_path / "shop.pem")}, transport=transport, become=become)
+@pytest.mark.parametrize("transport, become, fields", [
+    ("ssh", False, {}), ("local", True, {}), ("local", False, {"environment": [{"HOME": "/elsewhere"}]}),
+    ("local", False, {"async_val": 30, "poll": 0}),
+])
+def test_elsewhere_with_become_an_environment_or_async_the_module_runs(tmp_path, transport, become, fields):
+    plugin = action({"path": str(tmp_path / "shop.pem")}, transport=transport, become=become, **fields)
     assert plugin.run(task_vars={})["ran"] == "module"
+    assert plugin._execute_module.call_args.kwargs["wrap_async"] == bool(fields.get("async_val"))
     assert not os.listdir(str(tmp_path))
+
+
+def test_paths_expand_the_home_directory_as_path_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    made = action({"paths": {"shop": "~/keys/shop.pem"}}).run(task_vars={})
+    assert made["changed"] and os.path.exists(str(tmp_path / "keys" / "shop.pem"))
+    assert not os.path.exists("~")
 
 
 def test_in_process_checks_and_messages_are_the_module_s(tmp_path):
@@ -57,6 +74,10 @@ def test_in_process_checks_and_messages_are_the_module_s(tmp_path):
         action({"private_keys": {"shop": secret}}).run(task_vars={})
     assert "private_keys[shop] is not an unencrypted PEM private key" in str(bad.value)
     assert "not a key" not in str(bad.value)
+    # A message that would echo a private key (here a type error on size) is masked, as fail_json masks it.
+    with pytest.raises(AnsibleActionFail) as echoed:
+        action({"private_key": "sekrit-value", "size": "sekrit-value"}).run(task_vars={})
+    assert "sekrit-value" not in str(echoed.value) and "size" in str(echoed.value)
     with pytest.raises(AnsibleActionFail, match="mutually exclusive"):
         action({"path": str(tmp_path / "a.pem"), "private_key": secret}).run(task_vars={})
     with pytest.raises(AnsibleActionFail, match="too small"):
