@@ -10,7 +10,6 @@ from __future__ import annotations
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
-from ansible.utils.vars import merge_hash
 
 from ansible_collections.graceful.uwsgi.plugins.module_utils.signing_keys import (
     ARGUMENT_SPEC,
@@ -19,9 +18,10 @@ from ansible_collections.graceful.uwsgi.plugins.module_utils.signing_keys import
     KeyFailure,
     run,
 )
+from ansible_collections.graceful.uwsgi.plugins.plugin_utils.module_action import ModuleAction
 
 
-class ActionModule(ActionBase):
+class ActionModule(ModuleAction, ActionBase):
 
     _supports_check_mode = True
     _supports_async = True
@@ -36,11 +36,7 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         if not self.in_process():
-            wrap_async = self._task.async_val and not self._connection.has_native_async
-            result = merge_hash(result, self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
-            if not wrap_async:
-                self._remove_tmp_path(self._connection._shell.tmpdir)
-            return result
+            return self.run_module(result, task_vars)
         # The module's checks and messages; like fail_json, no message shows a private key.
         secrets = [str(value) for value in [self._task.args.get("private_key")]
                    + list((self._task.args.get("private_keys") or {}).values()) if value]

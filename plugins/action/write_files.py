@@ -15,10 +15,11 @@ from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
+from ansible_collections.graceful.uwsgi.plugins.plugin_utils.module_action import ModuleAction
 from ansible_collections.graceful.uwsgi.plugins.plugin_utils.tree_archive import pack
 
 
-class ActionModule(ActionBase):
+class ActionModule(ModuleAction, ActionBase):
 
     _supports_check_mode = True
     _supports_async = True
@@ -29,11 +30,7 @@ class ActionModule(ActionBase):
         args = dict(self._task.args)
         trees = args.get("trees") or []
         if not trees:
-            wrap_async = self._task.async_val and not self._connection.has_native_async
-            result = merge_hash(result, self._execute_module(module_args=args, task_vars=task_vars, wrap_async=wrap_async))
-            if not wrap_async:
-                self._remove_tmp_path(self._connection._shell.tmpdir)
-            return result
+            return self.run_module(result, task_vars, module_args=args)
         if self._task.async_val:
             raise AnsibleActionFail("trees cannot be shipped with async")
         if not isinstance(trees, list) or not all(isinstance(tree, dict) for tree in trees):
