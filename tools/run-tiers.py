@@ -9,12 +9,20 @@ its output streams through and is kept in .cache/test-logs/TIER.log
 duration and what it counted (pytest results, Molecule scenarios, files
 linted, sanity tests run).  Exit status 1 when any row failed.
 
+The rows of lint, sanity and unit run TIER_JOBS (default 2) at a time: each
+is one process that mostly waits on one core (two sanity rows at once took
+92 s, one after the other 180 s), and their files do not meet (one toolchain
+and one temporary tree per row).  A row that runs beside another prints its
+log when it ends instead of streaming it.  Integration and Molecule run alone
+afterwards: they time real reloads under load.
+
 Usage: tools/run-tiers.py [TIER|TIER@NAME...]   (default: all, in the order
 below; a TIER runs on each of its toolchains, TIER@NAME on that one only)
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import glob
 import os
 import re
@@ -40,6 +48,11 @@ MATRIX = {"lint": "all", "sanity": "all", "unit": "all", "integration": "newest"
 TIER_TIMEOUTS = {"lint": 900, "sanity": 1200, "unit": 600, "integration": 1800, "molecule": 4800}
 if os.environ.get("TIER_TIMEOUT"):
     TIER_TIMEOUTS = dict.fromkeys(TIERS, int(os.environ["TIER_TIMEOUT"]))
+
+# The tiers whose rows run side by side, and how many at once (TIER_JOBS=1: one
+# after the other, each streamed).
+PARALLEL_TIERS = ("lint", "sanity", "unit")
+TIER_JOBS = max(1, int(os.environ.get("TIER_JOBS", "2")))
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\x1b\]8;;[^\x1b]*\x1b\\")
 
@@ -127,11 +140,14 @@ def rows_of(tier: str, names: list[str]) -> list[str]:
     return {"default": names[:1], "newest": names[-1:], "all": names}[MATRIX[tier]]
 
 
-def run_tier(tier: str, toolchain: str, label: str) -> tuple[str, float, str, list[str]]:
-    """Run `make TIER TOOLCHAIN=toolchain`, streaming and logging its output; return (status, seconds, counts, what failed)."""
+def run_tier(tier: str, toolchain: str, label: str, stream: bool = True) -> tuple[str, float, str, list[str]]:
+    """Run `make TIER TOOLCHAIN=toolchain`, logging its output (and streaming it, or with ``stream`` false
+    printing it whole when the row ends); return (status, seconds, counts, what failed)."""
     os.makedirs(LOG_DIR, exist_ok=True)
     log_path = os.path.join(LOG_DIR, log_name(tier, toolchain))
-    print(f"\n===== {tier} @ {label} =====", flush=True)
+    header = f"\n===== {tier} @ {label} ====="
+    if stream:
+        print(header, flush=True)
     env = dict(os.environ, NO_COLOR="1", PY_COLORS="0", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     started = time.monotonic()
     timed_out = threading.Event()
@@ -149,16 +165,23 @@ def run_tier(tier: str, toolchain: str, label: str) -> tuple[str, float, str, li
         try:
             for raw in proc.stdout:
                 line = ANSI.sub("", raw.decode("utf-8", errors="replace"))
-                sys.stdout.write(line)
+                if stream:
+                    sys.stdout.write(line)
                 log.write(line)
             code = proc.wait()
         finally:
             timer.cancel()
-    sys.stdout.flush()
     status = "TIMEOUT" if timed_out.is_set() else "passed" if code == 0 else "FAILED"
     with open(log_path, encoding="utf-8") as handle:
         text = handle.read()
+    if not stream:
+        with PRINT_LOCK:
+            sys.stdout.write(f"{header}\n{text}")
+    sys.stdout.flush()
     return status, time.monotonic() - started, COUNTERS[tier](text), failure_lines(text) if status != "passed" else []
+
+
+PRINT_LOCK = threading.Lock()
 
 
 def log_name(tier: str, toolchain: str) -> str:
@@ -193,16 +216,33 @@ def main(argv: list[str]) -> int:
         print(f"run-tiers: unknown tier(s) {', '.join(unknown)}; known: {', '.join(TIERS)}, each also as "
               f"TIER@NAME, NAME one of: {', '.join(known)}", file=sys.stderr)
         return 2
-    rows = []
+    results = {}  # plan index -> (row, status, seconds, counts)
     why = {}
     logs = {}
-    started = time.monotonic()
-    for tier, name in plan:
+
+    def run_row(index: int, stream: bool) -> None:
+        tier, name = plan[index]
         toolchain, label = known[name]
         row = f"{tier} @ {label}"
         logs[row] = log_name(tier, toolchain)
-        status, seconds, counts, why[row] = run_tier(tier, toolchain, label)
-        rows.append((row, status, seconds, counts))
+        status, seconds, counts, why[row] = run_tier(tier, toolchain, label, stream)
+        results[index] = (row, status, seconds, counts)
+
+    started = time.monotonic()
+    side_by_side = [i for i, (tier, _) in enumerate(plan) if tier in PARALLEL_TIERS]
+    jobs = min(TIER_JOBS, len(side_by_side))
+    if jobs > 1:
+        # Each toolchain first, one at a time: two rows side by side must not both build the same one.
+        for toolchain in sorted({known[plan[i][1]][0] for i in side_by_side} - {""}):
+            subprocess.run(["make", "--no-print-directory", "toolchain", f"TOOLCHAIN={toolchain}"], cwd=ROOT,
+                           check=False)
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            for future in [pool.submit(run_row, i, False) for i in side_by_side]:
+                future.result()
+    for index in range(len(plan)):
+        if index not in results:
+            run_row(index, True)
+    rows = [results[i] for i in range(len(plan))]
     total = time.monotonic() - started
     failed = [row[0] for row in rows if row[1] != "passed"]
     print("\n===== make test: summary (logs in .cache/test-logs/) =====")

@@ -49,7 +49,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from loadgen import LoadGenerator, Report, Sample  # noqa: E402
+from loadgen import LOAD_RATE, LoadGenerator, Report, Sample  # noqa: E402
 from subscription_packet import build  # noqa: E402
 from metrics_watch import MetricsWatch, label, matching, scrape  # noqa: E402
 
@@ -113,9 +113,9 @@ class Lab:
 
     def load(self, routers: Optional[Sequence[str]] = None, concurrency: int = 4,
              duration: float = 600, edges: bool = True) -> LoadGenerator:
-        """Requests through ``routers`` (default: all) and, with ``edges``, through every edge."""
+        """Requests through ``routers`` (default: all) and, with ``edges``, through every edge, at LOAD_RATE."""
         return LoadGenerator(self.targets(routers, edges), concurrency=concurrency, duration=duration,
-                             timeout=15).start()
+                             timeout=15, rate=LOAD_RATE).start()
 
     def entry(self, sample: Sample) -> str:
         """The router or edge a request went through."""

@@ -39,7 +39,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from release_cases import (  # noqa: E402
-    LAB_VARS, ROOT, Lab, check, release, summary_line, summary_of, wait_for,
+    LAB_VARS, LOAD_RATE, ROOT, Lab, check, release, summary_line, summary_of, wait_for,
 )
 
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
@@ -126,8 +126,7 @@ def load(lab: Lab, hosts=None):
     from loadgen import LoadGenerator
     domains = hosts or ("hello.test", "www.hello.test", "shop.test")
     targets = [(lab.ip[e], 80, d) for e in lab.routers + lab.edges for d in domains]
-    # A bounded rate leaves the 2 cores to the lab and the playbooks (fewer samples, the same zero).
-    return LoadGenerator(targets, concurrency=4, duration=900, timeout=15, fresh=2, rate=800).start()
+    return LoadGenerator(targets, concurrency=4, duration=900, timeout=15, fresh=2, rate=LOAD_RATE).start()
 
 
 def report_line(lab: Lab, report) -> str:

@@ -40,8 +40,8 @@ from typing import List, Tuple
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from loadgen import LoadGenerator, SNIConnection, https_context  # noqa: E402
-from release_cases import (DOMAINS, Lab, check, release, split_by_router_restarts, summary_line,  # noqa: E402
-                           summary_of)
+from release_cases import (DOMAINS, LOAD_RATE, Lab, check, release, split_by_router_restarts,  # noqa: E402
+                           summary_line, summary_of)
 from test_ca import make_ca, make_leaf  # noqa: E402
 
 EDGE_TLS_DIR = "/etc/nginx/graceful-uwsgi-tls"
@@ -252,7 +252,7 @@ def run(lab: Lab, pki: TestPKI) -> dict:
     check_meaning(lab, pki)
 
     # A release under HTTPS load.
-    gen = LoadGenerator(https_targets(lab), concurrency=6, fresh=3, duration=600, timeout=15,
+    gen = LoadGenerator(https_targets(lab), concurrency=6, fresh=3, duration=600, timeout=15, rate=LOAD_RATE,
                         context=https_context(pki.cafile), retry_idle_close=True).start()
     time.sleep(2)
     # A version of its own, so that a rerun on the same lab reloads every vassal again.
@@ -283,7 +283,7 @@ def run(lab: Lab, pki: TestPKI) -> dict:
         check(certificate["private_key"].strip().splitlines()[1] not in shown,
               "a private key shows in the renewal's --check --diff -v output")
     check_served(lab, pki, first, "after the check-mode renewal (nothing changed)")
-    gen = LoadGenerator(https_targets(lab), concurrency=6, fresh=3, duration=600, timeout=15,
+    gen = LoadGenerator(https_targets(lab), concurrency=6, fresh=3, duration=600, timeout=15, rate=LOAD_RATE,
                         context=https_context(pki.cafile), retry_idle_close=True).start()
     time.sleep(2)
     start = time.monotonic()
