@@ -10,7 +10,7 @@ duration and what it counted (pytest results, Molecule scenarios, files
 linted, sanity tests run).  Exit status 1 when any row failed.
 
 The rows of lint, sanity and unit run TIER_JOBS (default 2) at a time: each
-is one process that mostly waits on one core (two sanity rows at once took
+is one process that keeps at most one core busy (two sanity rows at once took
 92 s, one after the other 180 s), and their files do not meet (one toolchain
 and one temporary tree per row).  A row that runs beside another prints its
 log when it ends instead of streaming it.  Integration and Molecule run alone
