@@ -39,7 +39,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from release_cases import (  # noqa: E402
-    LAB_VARS, LOAD_RATE, ROOT, Lab, check, release, summary_line, summary_of, wait_for,
+    LAB_VARS, ROOT, Lab, check, release, summary_line, summary_of, wait_for,
 )
 
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
@@ -123,7 +123,7 @@ def releases(lab: Lab, box: str) -> Dict[str, str]:
 
 def load(lab: Lab, hosts=None):
     """Requests through both routers and the edge, half the threads on a new connection each time."""
-    from loadgen import LoadGenerator
+    from loadgen import LOAD_RATE, LoadGenerator
     domains = hosts or ("hello.test", "www.hello.test", "shop.test")
     targets = [(lab.ip[e], 80, d) for e in lab.routers + lab.edges for d in domains]
     return LoadGenerator(targets, concurrency=4, duration=900, timeout=15, fresh=2, rate=LOAD_RATE).start()

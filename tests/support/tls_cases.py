@@ -39,9 +39,9 @@ from typing import List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from loadgen import LoadGenerator, SNIConnection, https_context  # noqa: E402
-from release_cases import (DOMAINS, LOAD_RATE, Lab, check, release, split_by_router_restarts,  # noqa: E402
-                           summary_line, summary_of)
+from loadgen import LOAD_RATE, LoadGenerator, SNIConnection, https_context  # noqa: E402
+from release_cases import (DOMAINS, Lab, check, release, split_by_router_restarts, summary_line,  # noqa: E402
+                           summary_of)
 from test_ca import make_ca, make_leaf  # noqa: E402
 
 EDGE_TLS_DIR = "/etc/nginx/graceful-uwsgi-tls"

@@ -344,13 +344,13 @@ def release_killed(lab: Lab, version: str, gen: LoadGenerator) -> subprocess.Com
     thread = threading.Thread(target=lambda: result.update(zip(("out", "seconds"), release(lab, version))))
     thread.start()
     waiting = time.monotonic()
-    reloading = wait_for_release(init, version, timeout=300)
+    found = wait_for_release(init, version, timeout=300)
     # SIGKILL to the box's init from here, as `podman kill` sends it, but at once: the kernel then kills every
     # process of the box.  Through podman (an exec to see the file, then `podman kill`) the kill landed seconds
     # late on a loaded machine, once the box had finished its reload.
     os.kill(init, signal.SIGKILL)
     landed = time.monotonic()
-    reloading = reloading - waiting if reloading is not None else None
+    reloading = found - waiting if found is not None else None
     try:
         thread.join(600)
         check("out" in result, "the release was still running 600 s after %s was killed" % box)
