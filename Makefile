@@ -19,6 +19,10 @@ INVENTORY := $(ROOT)/lab/state/inventory.yml
 # runs them all (tools/run-tiers.py).
 TOOLCHAIN ?=
 export TOOLCHAIN
+
+# pytest-xdist workers of the integration tier: each test has its own loopback
+# box on its own ports (tests/support/uwsgi_box.py), so two run side by side.
+INTEGRATION_JOBS ?= 2
 ifeq ($(TOOLCHAIN),)
 TOOLCHAIN_BIN := $(VENV)/bin
 TOOLCHAIN_VENV := $(VENV)/.installed
@@ -108,7 +112,7 @@ unit: toolchain collection-link
 	tools/pytest-tier.sh tests/unit
 
 integration: deps toolchain collection-link
-	@$(LAB_ENV) tools/pytest-tier.sh tests/integration -s -ra --durations=8
+	@$(LAB_ENV) tools/pytest-tier.sh tests/integration -n $(INTEGRATION_JOBS) -rA --durations=8
 
 molecule: deps venv collection-link
 	tools/molecule.sh $(SCENARIO)

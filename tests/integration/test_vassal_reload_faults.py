@@ -36,19 +36,34 @@ def respawns(box):
     return {name: (count, pids.get(name)) for name, count in box.reloads().items()}
 
 
+def parent_of(pid):
+    with open("/proc/%d/stat" % pid, "rb") as handle:
+        return int(handle.read().rsplit(b")", 1)[1].split()[1])
+
+
+def descends_from_this_test(pid):
+    """Whether this process started ``pid``: a test running beside it (pytest -n) has a module of its own."""
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        pid = parent_of(pid)
+    return False
+
+
 def module_process():
-    """The running vassal_reload module (not its guardian, which has left Ansible's process tree)."""
+    """This test's running vassal_reload module (not its guardian, which has left Ansible's process tree)."""
     for path in glob.glob("/proc/[0-9]*/cmdline"):
+        pid = int(path.split("/")[2])
         try:
             argv = open(path, "rb").read().split(b"\0")
-            stat = open(path.replace("cmdline", "stat"), "rb").read().rsplit(b")", 1)[1].split()
-        except OSError:
+            if not (any(b"AnsiballZ_vassal_reload" in a for a in argv) and b"python" in os.path.basename(argv[0])
+                    and descends_from_this_test(pid)):
+                continue
+            parent = open("/proc/%d/cmdline" % parent_of(pid), "rb").read().split(b"\0")
+        except (OSError, ValueError, IndexError):
             continue
-        if any(b"AnsiballZ_vassal_reload" in a for a in argv) and b"python" in os.path.basename(argv[0]) \
-                and int(stat[1]) != 1:
-            parent = open("/proc/%d/cmdline" % int(stat[1]), "rb").read().split(b"\0")
-            if b"python" not in os.path.basename(parent[0]):  # the guardian's parent is the module (briefly)
-                return int(path.split("/")[2])
+        if b"python" not in os.path.basename(parent[0]):  # the guardian's parent is the module (briefly)
+            return pid
     return None
 
 

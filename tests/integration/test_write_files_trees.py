@@ -40,15 +40,22 @@ PLAYBOOK = """---
 """
 
 
+def local_tmp(tmp_path):
+    return tmp_path / "ansible-local-tmp"
+
+
 def ship(tmp_path, dest, *options, src="code", **extra):
     (tmp_path / "ship.yml").write_text(PLAYBOOK)
     (tmp_path / "inventory.json").write_text(json.dumps({"all": {"hosts": {"box": {"ansible_connection": "local"}}}}))
     result = tmp_path / "result.json"
     result.unlink(missing_ok=True)
     variables = dict(extra, tree_src=src, tree_dest=str(dest), tree_result=str(result))
+    # Ansible's local temporary directory of this test's own: the check that the action plugin leaves nothing
+    # there must not see a playbook of a test running beside it (pytest -n).
+    env = dict(ansible_env(), ANSIBLE_LOCAL_TEMP=str(local_tmp(tmp_path)))
     out = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "inventory.json"), str(tmp_path / "ship.yml"),
                           "-e", json.dumps(variables), *options],
-                         capture_output=True, text=True, env=ansible_env(), timeout=300, check=False)
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
     try:
         return json.loads(result.read_text())
     except (OSError, ValueError):
@@ -74,7 +81,8 @@ def test_a_tree_ships_from_files_then_changes_nothing_and_check_mode_shows_the_p
     assert plan["diff"][0]["after"] == "0 directories and 1 file of the tree new or changed:\napp.py\n"
     assert (dest / "app.py").read_text() == "app = 1\n"
     # The action plugin's temporary directory is gone.
-    left = [os.path.join(top, name) for top, _dirs, names in os.walk(os.path.expanduser("~/.ansible/tmp"))
+    assert local_tmp(tmp_path).is_dir()
+    left = [os.path.join(top, name) for top, _dirs, names in os.walk(str(local_tmp(tmp_path)))
             for name in names if name.startswith("tree-")]
     assert left == []
 

@@ -357,13 +357,14 @@ def release_killed(lab: Lab, version: str, gen: LoadGenerator) -> subprocess.Com
     finally:
         podman("wait", lab.container[box])
         podman("start", lab.container[box])
+        started = time.monotonic() - landed
     back = wait_for(lambda: serving(lab, box), timeout=120, interval=0.5)
     time.sleep(2)
     report = gen.stop()
     out = result["out"]
     print("release_kill: the release's summary: %s rc=%d" % (summary_of(out), out.returncode))
     edge, in_flight, after_fault = report_line("release_kill", lab, report, landed, box_reloading_after=reloading,
-                                               rejoined_after=back)
+                                               started_after=started, rejoined_after=back)
     check(reloading is not None, "%s never started reloading" % box)
     check(out.returncode != 0, "the release went on as if %s had not died" % box)
     check(("STOPPED at %s" % box) in out.stdout, "the release's summary does not say it stopped at %s:\n%s"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -65,12 +66,31 @@ def make_key_pair(path: str) -> None:
                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
+# Ports for the boxes' sockets come from below the kernel's ephemeral range
+# (32768 and up by default): there a load generator's client sockets, of this
+# test or of one running beside it (pytest -n), never take a port between
+# free_port() and the uWSGI bind.  Each pytest-xdist worker has its own slice.
+PORT_SLICE = 2000
+_handed_out: set = set()
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    sock = socket.socket(socket.AF_INET, kind)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    first = 20000 + (index % 6) * PORT_SLICE
+    for port in random.sample(range(first, first + PORT_SLICE), PORT_SLICE):
+        if port in _handed_out:
+            continue
+        sock = socket.socket(socket.AF_INET, kind)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            sock.close()
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port in 127.0.0.1:%d-%d" % (first, first + PORT_SLICE - 1))
 
 
 def ansible_env() -> Dict[str, str]:
