@@ -9,6 +9,9 @@ LINK = os.path.join(COLLECTIONS, "ansible_collections", "graceful", "uwsgi")
 
 if not os.path.islink(LINK):
     os.makedirs(os.path.dirname(LINK), exist_ok=True)
-    os.symlink(ROOT, LINK)
+    try:
+        os.symlink(ROOT, LINK)
+    except FileExistsError:  # made by another pytest-xdist worker meanwhile
+        pass
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)

@@ -80,7 +80,8 @@ def with_app(**changes):
      "metrics_user (graceful-uwsgi-metrics) and metrics_collector_user (graceful-uwsgi-metrics) must be two"),
 ])
 def test_bad_variables_stop_site_before_any_change(case, variables, message, tmp_path):
-    out = run("site.yml", variables, tmp_path)
+    # In check mode: a regression shows as a failed assertion, not as a deploy on this machine.
+    out = run("site.yml", variables, tmp_path, "--check")
     text = out.stdout + out.stderr
     print("\n%s: %s" % (case, next((line.strip() for line in text.splitlines() if message in line), "?")))
     assert out.returncode != 0, case
@@ -109,7 +110,7 @@ def test_a_rotation_phase_recorded_in_the_keys_directory_is_read_and_checked(tmp
     out = run("validate.yml", dict(GOOD, uwsgi_subscription_keys_dir=str(keys)), tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     (keys / "rotation").write_text("garbage\n")
-    out = run("site.yml", dict(GOOD, uwsgi_subscription_keys_dir=str(keys)), tmp_path)
+    out = run("site.yml", dict(GOOD, uwsgi_subscription_keys_dir=str(keys)), tmp_path, "--check")
     text = out.stdout + out.stderr
     assert out.returncode != 0
     assert "uwsgi_subscription_key_rotation=garbage (from %s/rotation unless set)" % keys in text, text[-3000:]

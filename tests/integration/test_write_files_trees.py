@@ -40,8 +40,8 @@ PLAYBOOK = """---
 """
 
 
-def local_tmp(tmp_path):
-    return tmp_path / "ansible-local-tmp"
+def scratch_dirs(tmp_path):
+    return [tmp_path / "remote-tmp", tmp_path / "tmp"]
 
 
 def ship(tmp_path, dest, *options, src="code", **extra):
@@ -50,9 +50,12 @@ def ship(tmp_path, dest, *options, src="code", **extra):
     result = tmp_path / "result.json"
     result.unlink(missing_ok=True)
     variables = dict(extra, tree_src=src, tree_dest=str(dest), tree_result=str(result))
-    # Ansible's local temporary directory of this test's own: the check that the action plugin leaves nothing
-    # there must not see a playbook of a test running beside it (pytest -n).
-    env = dict(ansible_env(), ANSIBLE_LOCAL_TEMP=str(local_tmp(tmp_path)))
+    # Temporary directories of this test's own (the action plugin packs in TMPDIR and sends the archives to
+    # Ansible's remote temporary directory, on this machine too): the check that it leaves nothing behind must
+    # not see a playbook of a test running beside it (pytest -n).
+    for path in scratch_dirs(tmp_path):
+        path.mkdir(exist_ok=True)
+    env = dict(ansible_env(), ANSIBLE_REMOTE_TEMP=str(tmp_path / "remote-tmp"), TMPDIR=str(tmp_path / "tmp"))
     out = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "inventory.json"), str(tmp_path / "ship.yml"),
                           "-e", json.dumps(variables), *options],
                          capture_output=True, text=True, env=env, timeout=300, check=False)
@@ -80,10 +83,9 @@ def test_a_tree_ships_from_files_then_changes_nothing_and_check_mode_shows_the_p
     assert plan["changed"] and plan["changed_files"] == [str(dest / "app.py")], plan
     assert plan["diff"][0]["after"] == "0 directories and 1 file of the tree new or changed:\napp.py\n"
     assert (dest / "app.py").read_text() == "app = 1\n"
-    # The action plugin's temporary directory is gone.
-    assert local_tmp(tmp_path).is_dir()
-    left = [os.path.join(top, name) for top, _dirs, names in os.walk(str(local_tmp(tmp_path)))
-            for name in names if name.startswith("tree-")]
+    # The action plugin's archives and packing directory are gone.
+    left = [os.path.join(top, name) for scratch in scratch_dirs(tmp_path) for top, dirs, names in os.walk(scratch)
+            for name in dirs + names if name.startswith(("tree-", "graceful-uwsgi-trees."))]
     assert left == []
 
 
