@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
+import tempfile
 
 from uwsgi_box import ansible_env
 
@@ -40,27 +42,28 @@ PLAYBOOK = """---
 """
 
 
-def scratch_dirs(tmp_path):
-    return [tmp_path / "remote-tmp", tmp_path / "tmp"]
-
-
 def ship(tmp_path, dest, *options, src="code", **extra):
+    """Run the playbook; the module's result, with ``left_behind``: what the run left in its temporary
+    directories, which are its own (the action plugin packs in TMPDIR and sends the archives to Ansible's
+    remote temporary directory, on this machine too), so that a test running beside it (pytest -n) is not seen."""
     (tmp_path / "ship.yml").write_text(PLAYBOOK)
     (tmp_path / "inventory.json").write_text(json.dumps({"all": {"hosts": {"box": {"ansible_connection": "local"}}}}))
     result = tmp_path / "result.json"
     result.unlink(missing_ok=True)
     variables = dict(extra, tree_src=src, tree_dest=str(dest), tree_result=str(result))
-    # Temporary directories of this test's own (the action plugin packs in TMPDIR and sends the archives to
-    # Ansible's remote temporary directory, on this machine too): the check that it leaves nothing behind must
-    # not see a playbook of a test running beside it (pytest -n).
-    for path in scratch_dirs(tmp_path):
-        path.mkdir(exist_ok=True)
-    env = dict(ansible_env(), ANSIBLE_REMOTE_TEMP=str(tmp_path / "remote-tmp"), TMPDIR=str(tmp_path / "tmp"))
-    out = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "inventory.json"), str(tmp_path / "ship.yml"),
-                          "-e", json.dumps(variables), *options],
-                         capture_output=True, text=True, env=env, timeout=300, check=False)
+    # Short, under /tmp: ansible-core 2.21 puts the unix socket of its local RPC server in TMPDIR.
+    scratch = tempfile.mkdtemp(prefix="trees-")
     try:
-        return json.loads(result.read_text())
+        env = dict(ansible_env(), TMPDIR=scratch, ANSIBLE_REMOTE_TEMP=os.path.join(scratch, "remote"))
+        out = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "inventory.json"), str(tmp_path / "ship.yml"),
+                              "-e", json.dumps(variables), *options],
+                             capture_output=True, text=True, env=env, timeout=300, check=False)
+        left = [os.path.join(top, name) for top, dirs, names in os.walk(scratch) for name in dirs + names
+                if name.startswith(("tree-", "graceful-uwsgi-trees."))]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        return dict(json.loads(result.read_text()), left_behind=left)
     except (OSError, ValueError):
         raise AssertionError(out.stdout + out.stderr)
 
@@ -83,10 +86,8 @@ def test_a_tree_ships_from_files_then_changes_nothing_and_check_mode_shows_the_p
     assert plan["changed"] and plan["changed_files"] == [str(dest / "app.py")], plan
     assert plan["diff"][0]["after"] == "0 directories and 1 file of the tree new or changed:\napp.py\n"
     assert (dest / "app.py").read_text() == "app = 1\n"
-    # The action plugin's archives and packing directory are gone.
-    left = [os.path.join(top, name) for scratch in scratch_dirs(tmp_path) for top, dirs, names in os.walk(scratch)
-            for name in dirs + names if name.startswith(("tree-", "graceful-uwsgi-trees."))]
-    assert left == []
+    # The action plugin's archives and packing directories are gone, after each run.
+    assert first["left_behind"] == again["left_behind"] == plan["left_behind"] == []
 
 
 def test_bad_input_fails_before_any_change(tmp_path):
@@ -100,4 +101,5 @@ def test_bad_input_fails_before_any_change(tmp_path):
     assert odd["failed"] and "is neither a directory nor a regular file" in odd["msg"], odd
     asynchronous = ship(tmp_path, dest, tree_async=30)
     assert asynchronous["failed"] and "async" in asynchronous["msg"], asynchronous
+    assert missing["left_behind"] == odd["left_behind"] == asynchronous["left_behind"] == []
     assert not dest.exists()
