@@ -19,10 +19,6 @@ INVENTORY := $(ROOT)/lab/state/inventory.yml
 # runs them all (tools/run-tiers.py).
 TOOLCHAIN ?=
 export TOOLCHAIN
-
-# pytest-xdist workers of the integration tier: each test has its own loopback
-# box on its own ports (tests/support/uwsgi_box.py), so two run side by side.
-INTEGRATION_JOBS ?= 2
 ifeq ($(TOOLCHAIN),)
 TOOLCHAIN_BIN := $(VENV)/bin
 TOOLCHAIN_VENV := $(VENV)/.installed
@@ -37,6 +33,9 @@ endif
 # (make test's own PATH has it); graceful.uwsgi.* resolves from the working tree.
 export PATH := $(TOOLCHAIN_BIN):$(subst $(VENV)/bin:,,$(PATH))
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+# pytest-xdist workers of the integration tier: each test has its own loopback
+# box on its own ports (tests/support/uwsgi_box.py), so two run side by side.
+INTEGRATION_JOBS ?= 2
 # podman's settings for this machine (CONTAINERS_CONF where its defaults fail),
 # written by `lab/lab.py probe`; read at run time, so prefix commands with it.
 LAB_ENV := set -a; [ ! -f lab/state/podman.env ] || . lab/state/podman.env; set +a;

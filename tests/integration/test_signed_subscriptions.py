@@ -15,7 +15,7 @@ import time
 
 from loadgen import LoadGenerator
 from subscription_packet import build, send
-from uwsgi_box import App, make_key_pair, run_module
+from uwsgi_box import App, make_key_pair, run_module, wait_until
 
 
 def nodes(doc, key):
@@ -60,20 +60,10 @@ def test_signed_announces_are_routed_and_rogues_are_not(make_box, tmp_path):
     # Control: the app's own key is accepted, so the check is what dropped the rogues.
     control = "127.0.0.1:19"
     send(build("web.test", control, sign_with=os.path.join(box.keys_dir, "web.pem")), "127.0.0.1:%d" % box.router_sub_port)
-    assert within(10, lambda: control in nodes(box.router(), "web.test"))
+    assert wait_until(lambda: control in nodes(box.router(), "web.test"), 10)
     send(build("web.test", control, sign_with=os.path.join(box.keys_dir, "web.pem"), unsubscribe=True),
          "127.0.0.1:%d" % box.router_sub_port)
-    assert within(10, lambda: control not in nodes(box.router(), "web.test"))
-
-
-def within(seconds, condition):
-    """Whether ``condition`` holds within ``seconds`` (a router under a test beside this one may be slow)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    assert wait_until(lambda: control not in nodes(box.router(), "web.test"), 10)
 
 
 def test_reload_of_signing_vassals_drops_nothing(make_box):

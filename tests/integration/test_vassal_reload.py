@@ -13,7 +13,7 @@ import threading
 import time
 
 from loadgen import LoadGenerator
-from uwsgi_box import ActivePoller, ansible_env, run_module
+from uwsgi_box import ActivePoller, ansible_env, run_module, wait_until
 
 MODULE = "graceful.uwsgi.vassal_reload"
 
@@ -212,10 +212,7 @@ def test_two_concurrent_runs_never_reload_a_vassal_twice_at_once(make_box, web_a
     first = threading.Thread(target=run, args=("first",))
     first.start()
     lock = os.path.join(box.root, "state", "vassal-reload.lock")
-    deadline = time.monotonic() + 60
-    while not lock_held(lock) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert lock_held(lock), "the first run never took the lock"
+    assert wait_until(lambda: lock_held(lock), 60, interval=0.05), "the first run never took the lock"
     second = threading.Thread(target=run, args=("patient",), kwargs={"lock_timeout": 120})
     second.start()
     run("impatient", lock_timeout=1)

@@ -14,7 +14,7 @@ import threading
 import time
 
 from loadgen import LoadGenerator
-from uwsgi_box import App, run_module
+from uwsgi_box import App, run_module, wait_until
 
 MODULE = "graceful.uwsgi.vassal_reload"
 
@@ -69,15 +69,6 @@ def module_process():
 
 def journal_files(box):
     return glob.glob(os.path.join(box.root, "state", "vassal-reload-*.json"))
-
-
-def wait_until(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()
 
 
 def drained(box):

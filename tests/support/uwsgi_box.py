@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The collection's own stats client and freshness rule, from the working tree
@@ -70,6 +70,7 @@ def make_key_pair(path: str) -> None:
 # (32768 and up by default): there a load generator's client sockets, of this
 # test or of one running beside it (pytest -n), never take a port between
 # free_port() and the uWSGI bind.  Each pytest-xdist worker has its own slice.
+PORTS = range(20000, 32000)
 PORT_SLICE = 2000
 _handed_out: set = set()
 
@@ -77,10 +78,11 @@ _handed_out: set = set()
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     index = int(worker[2:]) if worker[2:].isdigit() else 0
-    if index >= 12000 // PORT_SLICE:
-        raise RuntimeError("pytest-xdist worker %s: ports 20000-31999 have room for %d workers (INTEGRATION_JOBS)"
-                           % (worker, 12000 // PORT_SLICE))
-    first = 20000 + index * PORT_SLICE
+    slices = len(PORTS) // PORT_SLICE
+    if index >= slices:
+        raise RuntimeError("pytest-xdist worker %s: ports %d-%d have room for %d workers (INTEGRATION_JOBS)"
+                           % (worker, PORTS[0], PORTS[-1], slices))
+    first = PORTS[0] + index * PORT_SLICE
     for port in random.sample(range(first, first + PORT_SLICE), PORT_SLICE):
         if port in _handed_out:
             continue
@@ -94,6 +96,16 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         _handed_out.add(port)
         return port
     raise RuntimeError("no free port in 127.0.0.1:%d-%d" % (first, first + PORT_SLICE - 1))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
+    """Whether ``condition`` holds within ``timeout`` seconds, tried every ``interval``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
 
 
 def ansible_env() -> Dict[str, str]:
