@@ -51,7 +51,7 @@ help:
 	@echo "  make sanity       ansible-test sanity on the built collection (includes build-check)"
 	@echo "  make unit         pytest tests/unit"
 	@echo "  make integration  pytest tests/integration (real uWSGI on loopback)"
-	@echo "  make molecule     molecule test, every scenario under extensions/molecule/"
+	@echo "  make molecule     molecule test, every scenario under extensions/molecule/ (SCENARIO=name: one; TOOLCHAIN=core-2.21: on that core)"
 	@echo "make build-check  build the tarball, install it, resolve graceful.uwsgi.* from it"
 	@echo "make lab-up | lab-down | lab-status | lab-image    the lab outside Molecule (LAB_APPS=3 for a third app box)"
 	@echo "make bench-reload   vassal_reload on loopback: the app's restart, V = 4, 8, 16 vassals against the physical bound"
@@ -113,7 +113,7 @@ unit: toolchain collection-link
 integration: deps toolchain collection-link
 	@$(LAB_ENV) tools/pytest-tier.sh tests/integration -n $(INTEGRATION_JOBS) -rA --durations=8
 
-molecule: deps venv collection-link
+molecule: deps toolchain collection-link
 	tools/molecule.sh $(SCENARIO)
 
 # ---- lab ------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 The toolchains: the default one, .venv (test-requirements.txt), and each of
 tests/toolchains/NAME.txt (`make TIER TOOLCHAIN=NAME`).  Lint, sanity and unit
-run on every toolchain, integration on the newest only, Molecule on the default
-only (MATRIX below).  Each row runs even when an earlier one failed;
-its output streams through and is kept in .cache/test-logs/TIER.log
-(TIER@NAME.log on another toolchain).  The table gives each row's status,
+run on every toolchain, integration on the newest only, and Molecule one row
+per scenario (extensions/molecule/*/molecule.yml): `default` on the newest,
+the others on the default toolchain (MATRIX and SCENARIO_TOOLCHAINS below).
+Each row runs even when an earlier one failed; its output streams through and
+is kept in .cache/test-logs/TIER.log (TIER@NAME.log on another toolchain,
+molecule-SCENARIO... for a scenario).  The table gives each row's status,
 duration and what it counted (pytest results, Molecule scenarios, files
 linted, sanity tests run).  Exit status 1 when any row failed.
 
@@ -14,10 +16,13 @@ is one process that keeps at most one core busy (two sanity rows at once took
 92 s, one after the other 180 s), and their files do not meet (one toolchain
 and one temporary tree per row).  A row that runs beside another prints its
 log when it ends instead of streaming it.  Integration and Molecule run alone
-afterwards: they time real reloads under load.
+afterwards: they time real reloads under load, and the suite is bound by its
+two cores (Molecule `default` beside those rows took 770 s instead of 471,
+and the whole 790 s instead of 741 one after the other).
 
-Usage: tools/run-tiers.py [TIER|TIER@NAME...]   (default: all, in the order
-below; a TIER runs on each of its toolchains, TIER@NAME on that one only)
+Usage: tools/run-tiers.py [TIER|TIER@NAME|molecule:SCENARIO...]   (default:
+all, in the order below; a TIER runs on each of its toolchains, TIER@NAME on
+that one only; molecule runs every scenario, molecule:SCENARIO that one)
 """
 
 from __future__ import annotations
@@ -36,10 +41,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG_DIR = os.path.join(ROOT, ".cache", "test-logs")
 TIERS = ("lint", "sanity", "unit", "integration", "molecule")
 # The toolchains each tier runs on: "default", "all", or "newest".  Molecule
-# and its podman driver are pinned in .venv only; integration drives
-# ansible-playbook and the modules as Molecule does, so it takes the newest
-# core while Molecule keeps the default one (DEVELOPERS.md, Tests).
+# and its podman driver are pinned in .venv and the newest toolchain: the
+# `default` scenario (deploy, idempotence, --check --diff, scale-out, the PyPI
+# paths) runs on the newest core, rolling_release (every release case) on the
+# default one, so that the playbooks run on both ends (DEVELOPERS.md, Tests).
 MATRIX = {"lint": "all", "sanity": "all", "unit": "all", "integration": "newest", "molecule": "default"}
+SCENARIO_TOOLCHAINS = {"default": "newest"}
 # Seconds each tier may take (TIER_TIMEOUT overrides them all): ceilings that
 # stop a hung tier, not budgets (what the tiers take: DEVELOPERS.md, Tests).
 # Molecule includes building the lab images (bookworm and trixie) on a new
@@ -53,6 +60,7 @@ if os.environ.get("TIER_TIMEOUT"):
 # after the other, each streamed).
 PARALLEL_TIERS = ("lint", "sanity", "unit")
 TIER_JOBS = max(1, int(os.environ.get("TIER_JOBS", "2")))
+MOLECULE_DIR = os.path.join(ROOT, "extensions", "molecule")
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\x1b\]8;;[^\x1b]*\x1b\\")
 
@@ -88,7 +96,8 @@ def count_pytest(text: str) -> str:
 
 def count_molecule(text: str) -> str:
     match = re.findall(r"^molecule: (\d+ scenario\(s\): \d+ passed, \d+ failed)", text, re.M)
-    return match[-1] if match else ""
+    cases = len(set(re.findall(r"\b([a-z_]+): case took \d+ s", text)))
+    return "; ".join(([match[-1]] if match else []) + ([f"{cases} lab cases"] if cases else []))
 
 
 COUNTERS = {
@@ -135,25 +144,35 @@ def toolchains() -> dict[str, tuple[str, str]]:
     return found
 
 
-def rows_of(tier: str, names: list[str]) -> list[str]:
-    """The toolchains TIER runs on (MATRIX); names: the default first, the newest last."""
-    return {"default": names[:1], "newest": names[-1:], "all": names}[MATRIX[tier]]
+def scenarios() -> list[str]:
+    """The Molecule scenarios, `default` first, then by name."""
+    paths = glob.glob(os.path.join(MOLECULE_DIR, "*", "molecule.yml"))
+    found = [os.path.basename(os.path.dirname(path)) for path in paths]
+    return sorted(found, key=lambda name: (name != "default", name))
 
 
-def run_tier(tier: str, toolchain: str, label: str, stream: bool = True) -> tuple[str, float, str, list[str]]:
-    """Run `make TIER TOOLCHAIN=toolchain`, logging its output (and streaming it, or with ``stream`` false
-    printing it whole when the row ends); return (status, seconds, counts, what failed)."""
+def rows_of(tier: str, names: list[str], scenario: str = "") -> list[str]:
+    """The toolchains TIER (a Molecule SCENARIO) runs on (MATRIX, SCENARIO_TOOLCHAINS); names: the default
+    first, the newest last."""
+    which = SCENARIO_TOOLCHAINS.get(scenario, MATRIX[tier]) if scenario else MATRIX[tier]
+    return {"default": names[:1], "newest": names[-1:], "all": names}[which]
+
+
+def run_tier(tier: str, toolchain: str, label: str, stream: bool = True,
+             scenario: str = "") -> tuple[str, float, str, list[str]]:
+    """Run `make TIER TOOLCHAIN=toolchain [SCENARIO=scenario]`, logging its output (and streaming it, or with
+    ``stream`` false printing it whole when the row ends); return (status, seconds, counts, what failed)."""
     os.makedirs(LOG_DIR, exist_ok=True)
-    log_path = os.path.join(LOG_DIR, log_name(tier, toolchain))
-    header = f"\n===== {tier} @ {label} ====="
+    log_path = os.path.join(LOG_DIR, log_name(tier, toolchain, scenario))
+    header = f"\n===== {row_name(tier, label, scenario)} ====="
     if stream:
         print(header, flush=True)
     env = dict(os.environ, NO_COLOR="1", PY_COLORS="0", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     started = time.monotonic()
     timed_out = threading.Event()
     with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
-        ["make", "--no-print-directory", tier, f"TOOLCHAIN={toolchain}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        ["make", "--no-print-directory", tier, f"TOOLCHAIN={toolchain}"] + ([f"SCENARIO={scenario}"] if scenario else []),
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     ) as proc:
 
         def stop() -> None:
@@ -184,8 +203,13 @@ def run_tier(tier: str, toolchain: str, label: str, stream: bool = True) -> tupl
 PRINT_LOCK = threading.Lock()
 
 
-def log_name(tier: str, toolchain: str) -> str:
+def log_name(tier: str, toolchain: str, scenario: str = "") -> str:
+    tier = f"{tier}-{scenario}" if scenario else tier
     return f"{tier}@{toolchain}.log" if toolchain else f"{tier}.log"
+
+
+def row_name(tier: str, label: str, scenario: str = "") -> str:
+    return f"{tier} {scenario} @ {label}" if scenario else f"{tier} @ {label}"
 
 
 def table(rows: list[tuple[str, str, float, str]]) -> str:
@@ -204,32 +228,37 @@ def table(rows: list[tuple[str, str, float, str]]) -> str:
 
 def main(argv: list[str]) -> int:
     known = toolchains()
-    plan = []  # (tier, toolchain name)
+    every_scenario = scenarios()
+    plan = []  # (tier, toolchain name, scenario or "")
     unknown = []
     for arg in argv or TIERS:
-        tier, at, name = arg.partition("@")
-        if tier not in TIERS or (at and name not in known):
+        head, at, name = arg.partition("@")
+        tier, colon, scenario = head.partition(":")
+        bad_scenario = colon and (tier != "molecule" or scenario not in every_scenario)
+        if tier not in TIERS or (at and name not in known) or bad_scenario:
             unknown.append(arg)
-        else:
-            plan += [(tier, name)] if at else [(tier, name) for name in rows_of(tier, list(known))]
+            continue
+        runs = ([scenario] if colon else every_scenario) if tier == "molecule" else [""]
+        plan += [(tier, each, run) for run in runs for each in ([name] if at else rows_of(tier, list(known), run))]
     if unknown:
         print(f"run-tiers: unknown tier(s) {', '.join(unknown)}; known: {', '.join(TIERS)}, each also as "
-              f"TIER@NAME, NAME one of: {', '.join(known)}", file=sys.stderr)
+              f"TIER@NAME, NAME one of: {', '.join(known)}; molecule:SCENARIO, SCENARIO one of: "
+              f"{', '.join(every_scenario)}", file=sys.stderr)
         return 2
     results = {}  # plan index -> (row, status, seconds, counts)
     why = {}
     logs = {}
 
     def run_row(index: int, stream: bool) -> None:
-        tier, name = plan[index]
+        tier, name, scenario = plan[index]
         toolchain, label = known[name]
-        row = f"{tier} @ {label}"
-        logs[row] = log_name(tier, toolchain)
-        status, seconds, counts, why[row] = run_tier(tier, toolchain, label, stream)
+        row = row_name(tier, label, scenario)
+        logs[row] = log_name(tier, toolchain, scenario)
+        status, seconds, counts, why[row] = run_tier(tier, toolchain, label, stream, scenario)
         results[index] = (row, status, seconds, counts)
 
     started = time.monotonic()
-    side_by_side = [i for i, (tier, _) in enumerate(plan) if tier in PARALLEL_TIERS]
+    side_by_side = [i for i, (tier, _, _) in enumerate(plan) if tier in PARALLEL_TIERS]
     jobs = min(TIER_JOBS, len(side_by_side))
     if jobs > 1:
         # Each toolchain first, one at a time: two rows side by side must not both build the same one.
