@@ -13,7 +13,8 @@ COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/graceful/uwsgi
 LAB := $(ROOT)/lab/lab.py
 INVENTORY := $(ROOT)/lab/state/inventory.yml
 
-# The toolchain of lint, sanity, unit, integration and build-check: empty for .venv
+# The toolchain of lint, sanity, unit, integration, build-check and molecule (on
+# .venv and core-2.21, the toolchains with Molecule): empty for .venv
 # (ansible-core 2.19, Python 3.11), or one of tests/toolchains/ (make unit
 # TOOLCHAIN=core-2.21), made on demand in .cache/toolchains/NAME.  `make test`
 # runs them all (tools/run-tiers.py).
@@ -62,7 +63,7 @@ help:
 	@echo "make changelog    lint changelog fragments, regenerate CHANGELOG.rst"
 	@echo "make setup        apt packages + .venv + collection symlink (done by the targets above)"
 	@echo "make toolchain TOOLCHAIN=core-2.21   the venv of tests/toolchains/core-2.21.txt (done by the targets above;"
-	@echo "                  TOOLCHAIN=name runs lint, sanity, unit, integration or build-check on it)"
+	@echo "                  TOOLCHAIN=name runs lint, sanity, unit, integration, build-check or molecule on it)"
 	@echo "make clean        remove the lab, the venv and caches"
 
 # ---- set-up ---------------------------------------------------------------
@@ -110,8 +111,10 @@ build-check: toolchain
 unit: toolchain collection-link
 	tools/pytest-tier.sh tests/unit
 
+# The `ansible` bundle in core-2.21 (for Molecule) stays out of sight: the
+# integration tests use ansible.builtin and graceful.uwsgi only.
 integration: deps toolchain collection-link
-	@$(LAB_ENV) tools/pytest-tier.sh tests/integration -n $(INTEGRATION_JOBS) -rA --durations=8
+	@$(LAB_ENV) ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false tools/pytest-tier.sh tests/integration -n $(INTEGRATION_JOBS) -rA --durations=8
 
 molecule: deps toolchain collection-link
 	tools/molecule.sh $(SCENARIO)

@@ -17,8 +17,8 @@ is one process that keeps at most one core busy (two sanity rows at once took
 and one temporary tree per row).  A row that runs beside another prints its
 log when it ends instead of streaming it.  Integration and Molecule run alone
 afterwards: they time real reloads under load, and the suite is bound by its
-two cores (Molecule `default` beside those rows took 770 s instead of 471,
-and the whole 790 s instead of 741 one after the other).
+two cores (tried: Molecule `default` beside those rows took 770 s, the whole
+790 s; one after the other they take about 270 s and 470 to 510 s).
 
 Usage: tools/run-tiers.py [TIER|TIER@NAME|molecule:SCENARIO...]   (default:
 all, in the order below; a TIER runs on each of its toolchains, TIER@NAME on
@@ -151,6 +151,15 @@ def scenarios() -> list[str]:
     return sorted(found, key=lambda name: (name != "default", name))
 
 
+def has_molecule(name: str, known: dict[str, tuple[str, str]]) -> bool:
+    """Whether the pins of toolchain NAME hold Molecule (.venv's and the newest's do)."""
+    toolchain = known[name][0]
+    pins = os.path.join(ROOT, "tests", "toolchains", f"{toolchain}.txt") if toolchain else os.path.join(
+        ROOT, "test-requirements.txt")
+    with open(pins, encoding="utf-8") as handle:
+        return re.search(r"^molecule==", handle.read(), re.M) is not None
+
+
 def rows_of(tier: str, names: list[str], scenario: str = "") -> list[str]:
     """The toolchains TIER (a Molecule SCENARIO) runs on (MATRIX, SCENARIO_TOOLCHAINS); names: the default
     first, the newest last."""
@@ -238,8 +247,15 @@ def main(argv: list[str]) -> int:
         if tier not in TIERS or (at and name not in known) or bad_scenario:
             unknown.append(arg)
             continue
-        runs = ([scenario] if colon else every_scenario) if tier == "molecule" else [""]
-        plan += [(tier, each, run) for run in runs for each in ([name] if at else rows_of(tier, list(known), run))]
+        if tier == "molecule" and at and not has_molecule(name, known):
+            print(f"run-tiers: {arg}: the toolchain {name} has no Molecule (pinned in: "
+                  f"{', '.join(n for n in known if has_molecule(n, known))})", file=sys.stderr)
+            return 2
+        # No scenario found: one row that runs tools/molecule.sh anyway, which fails and says so.
+        runs = (([scenario] if colon else every_scenario) or [""]) if tier == "molecule" else [""]
+        for row in [(tier, each, run) for run in runs for each in ([name] if at else rows_of(tier, list(known), run))]:
+            if row not in plan:
+                plan.append(row)
     if unknown:
         print(f"run-tiers: unknown tier(s) {', '.join(unknown)}; known: {', '.join(TIERS)}, each also as "
               f"TIER@NAME, NAME one of: {', '.join(known)}; molecule:SCENARIO, SCENARIO one of: "
