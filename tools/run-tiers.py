@@ -131,13 +131,20 @@ def toolchain_label(pins: str) -> str:
     return f"core-{core.group(1)}/py{python.group(1)}"
 
 
+def pins_of(toolchain: str) -> str:
+    """The pins file of TOOLCHAIN (as make takes it: empty for .venv)."""
+    if not toolchain:
+        return os.path.join(ROOT, "test-requirements.txt")
+    return os.path.join(ROOT, "tests", "toolchains", f"{toolchain}.txt")
+
+
 def toolchains() -> dict[str, tuple[str, str]]:
     """Name -> (TOOLCHAIN for make, label): the default first (TOOLCHAIN empty, named
     core-X.Y after its pins), then tests/toolchains/NAME.txt, oldest first."""
-    label = toolchain_label(os.path.join(ROOT, "test-requirements.txt"))
+    label = toolchain_label(pins_of(""))
     found = {label.split("/")[0]: ("", label)}
     others = []
-    for pins in glob.glob(os.path.join(ROOT, "tests", "toolchains", "*.txt")):
+    for pins in glob.glob(pins_of("*")):
         name = os.path.basename(pins)[:-len(".txt")]
         others.append((name, (name, toolchain_label(pins))))
     found.update(sorted(others, key=lambda item: [int(n) for n in re.findall(r"\d+", item[1][1])]))
@@ -153,18 +160,14 @@ def scenarios() -> list[str]:
 
 def has_molecule(name: str, known: dict[str, tuple[str, str]]) -> bool:
     """Whether the pins of toolchain NAME hold Molecule (.venv's and the newest's do)."""
-    toolchain = known[name][0]
-    pins = os.path.join(ROOT, "tests", "toolchains", f"{toolchain}.txt") if toolchain else os.path.join(
-        ROOT, "test-requirements.txt")
-    with open(pins, encoding="utf-8") as handle:
+    with open(pins_of(known[name][0]), encoding="utf-8") as handle:
         return re.search(r"^molecule==", handle.read(), re.M) is not None
 
 
 def rows_of(tier: str, names: list[str], scenario: str = "") -> list[str]:
     """The toolchains TIER (a Molecule SCENARIO) runs on (MATRIX, SCENARIO_TOOLCHAINS); names: the default
     first, the newest last."""
-    which = SCENARIO_TOOLCHAINS.get(scenario, MATRIX[tier]) if scenario else MATRIX[tier]
-    return {"default": names[:1], "newest": names[-1:], "all": names}[which]
+    return {"default": names[:1], "newest": names[-1:], "all": names}[SCENARIO_TOOLCHAINS.get(scenario, MATRIX[tier])]
 
 
 def run_tier(tier: str, toolchain: str, label: str, stream: bool = True,
