@@ -35,8 +35,10 @@ endif
 export PATH := $(TOOLCHAIN_BIN):$(subst $(VENV)/bin:,,$(PATH))
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 # pytest-xdist workers of the integration tier: each test has its own loopback
-# box on its own ports (tests/support/uwsgi_box.py), so two run side by side.
-INTEGRATION_JOBS ?= 2
+# box on its own ports (tests/support/uwsgi_box.py: room for six workers).  Four
+# at a time: much of a test is waiting (drains, announces, timeouts); two took
+# 411 s, four 287 to 311 s, one 655 s.
+INTEGRATION_JOBS ?= 4
 # podman's settings for this machine (CONTAINERS_CONF where its defaults fail),
 # written by `lab/lab.py probe`; read at run time, so prefix commands with it.
 LAB_ENV := set -a; [ ! -f lab/state/podman.env ] || . lab/state/podman.env; set +a;

@@ -137,38 +137,39 @@ def files(lab: Lab, host: str, directory: str) -> str:
 
 
 def refuse(lab: Lab, pki: TestPKI, good: List[dict]) -> None:
-    """Bad certificates stop site.yml at its checks, with nothing changed on any host."""
-    expired_cert, expired_key = pki.leaf(NAMES["shop"], expired=True)
+    """Bad certificates stop site.yml at its checks, each named, with nothing changed on any host.
+
+    One run with three faults: hello's key does not match its certificate; shop's certificate expired and
+    does not cover shop.test.  The checks list every problem at once, so each must show by itself.
+    """
     other_cert = pki.leaf(NAMES["hello"])[0]
-    wrong_cert, wrong_key = pki.leaf(["other.test"])
-    bad = {
-        "expired": ([good[0], {"name": "shop", "certificate": expired_cert, "private_key": expired_key}],
-                    r"uwsgi_tls_certificates\[shop\].*expired"),
-        "mismatched": ([{"name": "hello", "certificate": other_cert, "private_key": good[0]["private_key"]}, good[1]],
-                       r"uwsgi_tls_certificates\[hello\].*does not match"),
-        "wrong domain": ([good[0], {"name": "shop", "certificate": wrong_cert, "private_key": wrong_key,
-                                    "domains": ["shop.test"]}],
-                         r"uwsgi_tls_certificates\[shop\].*does not cover shop\.test"),
+    wrong_cert, wrong_key = pki.leaf(["other.test"], expired=True)
+    certificates = [{"name": "hello", "certificate": other_cert, "private_key": good[0]["private_key"]},
+                    {"name": "shop", "certificate": wrong_cert, "private_key": wrong_key, "domains": ["shop.test"]}]
+    messages = {
+        "expired": r"uwsgi_tls_certificates\[shop\]: expired on",
+        "mismatched": r"uwsgi_tls_certificates\[hello\]: the private key does not match",
+        "wrong domain": r"uwsgi_tls_certificates\[shop\]: does not cover shop\.test",
     }
     state = "sha256sum /etc/nginx/sites-available/*.conf /etc/uwsgi-http-router/http-router.ini 2>/dev/null; " \
             "ls -la %s %s 2>&1" % (EDGE_TLS_DIR, ROUTER_TLS_DIR)
     before = {h: lab.sh(h, state, check_rc=False) for h in lab.edges + lab.routers}
-    for label, (certificates, message) in bad.items():
-        variables = pki.variables(label.replace(" ", "_"), certificates, http_router_https=True,
-                                  http_router_http_redirect=False)
-        out = lab.playbook("site.yml", "-e", "@" + variables)
-        text = out.stdout + out.stderr
-        found = re.search(message, text)
-        print("https: a %s certificate: site.yml rc=%d, %s" % (
-            label, out.returncode, "says: " + found.group(0) if found else "no clear message"))
-        check(out.returncode != 0 and found is not None,
-              "site.yml with a %s certificate was not refused clearly:\n%s" % (label, text[-3000:]))
-        for certificate in certificates:
-            body = certificate["private_key"].strip().splitlines()[1]
-            check(body not in text, "a private key shows in the output of the %s case" % label)
+    variables = pki.variables("refused", certificates, http_router_https=True, http_router_http_redirect=False)
+    out = lab.playbook("site.yml", "-e", "@" + variables)
+    text = out.stdout + out.stderr
+    found = {label: re.search(message, text) for label, message in messages.items()}
+    for label, match in found.items():
+        print("https: the %s certificate: site.yml rc=%d, %s" % (
+            label, out.returncode, "says: " + match.group(0) if match else "no clear message"))
+    check(out.returncode != 0 and all(found.values()),
+          "site.yml with bad certificates was not refused clearly (%s not named):\n%s" % (
+              [label for label, match in found.items() if not match], text[-3000:]))
+    for certificate in certificates:
+        body = certificate["private_key"].strip().splitlines()[1]
+        check(body not in text, "a private key shows in the output of the refused run")
     after = {h: lab.sh(h, state, check_rc=False) for h in lab.edges + lab.routers}
     check(before == after, "a refused run changed a host: %s" % [h for h in before if before[h] != after[h]])
-    print("https: after the refused runs every edge and router is as it was")
+    print("https: after the refused run every edge and router is as it was")
 
 
 def check_served(lab: Lab, pki: TestPKI, certificates: List[dict], label: str, within: float = 60.0) -> None:
