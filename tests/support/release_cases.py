@@ -107,15 +107,18 @@ class Lab:
         env["ANSIBLE_FORCE_COLOR"] = "false"
         return env
 
-    def targets(self, routers: Optional[Sequence[str]] = None, edges: bool = True) -> List[Tuple[str, int, str]]:
+    def targets(self, routers: Optional[Sequence[str]] = None, edges: bool = True,
+                domains: Sequence[str] = DOMAINS) -> List[Tuple[str, int, str]]:
         entries = list(routers or self.routers) + (self.edges if edges else [])
-        return [(self.ip[e], 80, d) for e in entries for d in DOMAINS]
+        return [(self.ip[e], 80, d) for e in entries for d in domains]
 
-    def load(self, routers: Optional[Sequence[str]] = None, concurrency: int = 4,
-             duration: float = 600, edges: bool = True) -> LoadGenerator:
-        """Requests through ``routers`` (default: all) and, with ``edges``, through every edge, at LOAD_RATE."""
-        return LoadGenerator(self.targets(routers, edges), concurrency=concurrency, duration=duration,
-                             timeout=15, rate=LOAD_RATE).start()
+    def load(self, routers: Optional[Sequence[str]] = None, edges: bool = True, domains: Sequence[str] = DOMAINS,
+             concurrency: int = 4, fresh: int = 0, duration: float = 900, timeout: float = 15,
+             retry_idle_close: bool = False) -> LoadGenerator:
+        """The lab cases' load, at LOAD_RATE: requests for ``domains`` through ``routers`` (default: all) and,
+        with ``edges``, through every edge; ``fresh`` of the ``concurrency`` threads on a new connection each time."""
+        return LoadGenerator(self.targets(routers, edges, domains), concurrency=concurrency, duration=duration,
+                             timeout=timeout, rate=LOAD_RATE, fresh=fresh, retry_idle_close=retry_idle_close).start()
 
     def entry(self, sample: Sample) -> str:
         """The router or edge a request went through."""

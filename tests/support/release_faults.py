@@ -121,14 +121,6 @@ def releases(lab: Lab, box: str) -> Dict[str, str]:
     return {line.split("/")[-1].split(".ini")[0]: line.rsplit(" ", 1)[-1] for line in out.splitlines()}
 
 
-def load(lab: Lab, hosts=None):
-    """Requests through both routers and the edge, half the threads on a new connection each time."""
-    from loadgen import LOAD_RATE, LoadGenerator
-    domains = hosts or ("hello.test", "www.hello.test", "shop.test")
-    targets = [(lab.ip[e], 80, d) for e in lab.routers + lab.edges for d in domains]
-    return LoadGenerator(targets, concurrency=4, duration=900, timeout=15, fresh=2, rate=LOAD_RATE).start()
-
-
 def report_line(lab: Lab, report) -> str:
     s = report.summary()
     return "%s fresh=%s keepalive=%s through=%s" % (
@@ -151,7 +143,7 @@ def stuck_release(lab: Lab, label: str, marker: str) -> dict:
                 app["src"] = app_copy(tmp, marker)
         bad_vars = vars_file(tmp, apps, rolling_reload_apps=["hello"], rolling_reload_timeout=10)
         vassals_before = counts(lab)
-        gen = load(lab)
+        gen = lab.load(fresh=2)
         time.sleep(2)
         out, seconds = release(lab, "4" + label, "-e", "@" + bad_vars)
         # Right after the playbook: the box it stopped at must serve at full capacity on the old release.
@@ -174,7 +166,7 @@ def stuck_release(lab: Lab, label: str, marker: str) -> dict:
         check(releases(lab, box) == before[box], "%s was touched by the stopped release" % box)
     check_no_failure(report, label)
     # The documented rollback: the version that runs.
-    gen = load(lab)
+    gen = lab.load(fresh=2)
     time.sleep(1)
     back, back_seconds = release(lab, good, "-e", '{"rolling_reload_apps": ["hello"]}')
     time.sleep(1)
@@ -238,7 +230,7 @@ def release_in_background(lab: Lab, version: str) -> Tuple[threading.Thread, Dic
 
 def case_sigkill(lab: Lab) -> dict:
     box = lab.boxes[0]
-    gen = load(lab)
+    gen = lab.load(fresh=2)
     time.sleep(2)
     runner, result = release_in_background(lab, "5kill")
     pids = lab.sh(box, "python3 -c \"%s\"" % (KILL_WHEN_DRAINING % (100, STATE_DIR, STATE_DIR)).replace('"', '\\"'))
@@ -270,7 +262,7 @@ def case_sigkill(lab: Lab) -> dict:
 
 def case_stats(lab: Lab) -> dict:
     box = lab.boxes[0]
-    gen = load(lab)
+    gen = lab.load(fresh=2)
     time.sleep(2)
     runner, result = release_in_background(lab, "6stats")
     hidden = when_draining(lab, box, lambda: lab.sh(
@@ -303,7 +295,7 @@ def change(lab: Lab, label: str, apps: List[dict], playbook: str, extra_hosts=()
     with tempfile.TemporaryDirectory() as tmp:
         path = vars_file(tmp, apps, **variables)
         before = counts(lab)
-        gen = load(lab)
+        gen = lab.load(fresh=2)
         time.sleep(1)
         start = time.monotonic()
         if playbook == "site.yml":
@@ -340,7 +332,7 @@ def check_domain(lab: Lab, domain: str, served: bool, how: str) -> None:
     done = wait_for(lambda: wanted(router_boxes(lab, domain)), timeout=10)
     line = "%s: after %s the routers list %s for %s" % ("domains", how, router_boxes(lab, domain), domain)
     if served:
-        answered = load(lab, hosts=(domain,))
+        answered = lab.load(domains=(domain,), fresh=2)
         time.sleep(2)
         sample = answered.stop()
         line += "; requests: %s" % report_line(lab, sample)
@@ -423,7 +415,7 @@ def case_concurrent(lab: Lab) -> dict:
     before = {n: c for n, c in reloads(lab, box).items() if n in vassal_files(lab, box)}
     results: List[dict] = []
     args = dict(BOX_ARGS, staging_dir=STAGED_DIR, minimum_active="50%")
-    gen = load(lab)
+    gen = lab.load(fresh=2)
     runs = [threading.Thread(target=lambda: results.append(module(lab, box, args))) for unused in range(2)]
     for run in runs:
         run.start()

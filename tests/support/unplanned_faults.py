@@ -103,14 +103,13 @@ def podman(*args: str) -> None:
 
 
 def mixed_load(lab: Lab, routers: Optional[List[str]] = None) -> LoadGenerator:
-    """Half the threads on new connections, half on kept-alive ones, through the edges and ``routers``.
+    """Half the threads on new connections, half on kept-alive ones, through the edges and ``routers``, at LOAD_RATE.
 
     A thread whose request is held by a broken box leaves its other kept-alive connections idle, and a router
     closes an idle one after http_router_timeout: like browsers and HTTP libraries, the client sends a GET
     again on a new connection when a kept-alive one was closed without an answer (counted as "retried").
     """
-    return LoadGenerator(lab.targets(routers), concurrency=8, fresh=4, duration=600, timeout=CLIENT_TIMEOUT,
-                         retry_idle_close=True).start()
+    return lab.load(routers, concurrency=8, fresh=4, timeout=CLIENT_TIMEOUT, retry_idle_close=True)
 
 
 def breakdown(lab: Lab, report: Report) -> str:
