@@ -9,7 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BUILD=$ROOT/.cache/build
+# One build directory per toolchain: make test runs the sanity rows of two
+# toolchains side by side, and each starts by emptying its own.
+BUILD=$ROOT/.cache/build/${TOOLCHAIN:-default}
 
 die() { echo "build-check: error: $*" >&2; exit 1; }
 

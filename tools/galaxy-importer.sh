@@ -12,8 +12,8 @@ PINS=(galaxy-importer==0.4.44)
 
 die() { echo "galaxy-importer: error: $*" >&2; exit 1; }
 
-tarball=$(ls "$ROOT"/.cache/build/graceful-uwsgi-*.tar.gz 2>/dev/null | head -n 1)
-[ -n "$tarball" ] || die "no tarball in .cache/build: run tools/build-check.sh first"
+tarball=$(ls "$ROOT"/.cache/build/default/graceful-uwsgi-*.tar.gz 2>/dev/null | head -n 1)
+[ -n "$tarball" ] || die "no tarball in .cache/build/default: run tools/build-check.sh (default toolchain) first"
 tools/pinned-venv.sh "$VENV" "${PINS[@]}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
