@@ -343,11 +343,14 @@ class Reloader:
         if change.action is Action.ADD:
             self._install(flight, now)
         elif self.params.drain and snap.has_fastrouter and change.active:
-            self.journal.put(change.name, action=change.action.value, phase="draining", pid=before.pid,
+            # "blocking" until the toggle is written, "draining" once it is: a run killed in between leaves a
+            # vassal that may or may not be blocked, which adopt() must not toggle blindly.
+            self.journal.put(change.name, action=change.action.value, phase="blocking", pid=before.pid,
                              respawns=before.respawns, last_mod=before.last_mod,
                              keys_before=list(change.keys_before), keys_after=list(change.keys_after))
             self.actions.block_subscriptions(change.name)
             flight.blocked_wall = self.clock.wall()
+            self.journal.put(change.name, phase="draining")
             self._unsubscribe(flight, before, snap)
         else:
             self._drained(flight, now)
@@ -628,13 +631,17 @@ class Reloader:
             if phase == "touching" and self.actions.read_live(name) == entry.get("previous") \
                     and action is not Action.ADD:
                 phase = "draining"  # the run died before it replaced the file
-            if phase in ("draining", "unblocked"):
+            if phase in ("blocking", "draining", "unblocked"):
                 flight.blocked_wall = float(entry.get("unblocked_wall") or self.clock.wall())
                 same = vassal is not None and vassal.pid == entry.get("pid") and vassal.respawns == entry.get("respawns")
                 if phase == "draining" and same:
                     self.actions.block_subscriptions(name)  # the toggle unblocks it
                     flight.blocked_wall = self.clock.wall()
                     self.journal.put(name, phase="unblocked", unblocked_wall=flight.blocked_wall)
+                elif phase == "blocking":
+                    # The run died next to the toggle: blocked or not, nobody can tell, so no toggle. Only an
+                    # announce from a later second than this one counts; with none, it is reloaded (_unblocking).
+                    flight.blocked_wall = float(int(self.clock.wall()) + 1)
                 self._enter(flight, Phase.UNBLOCKING, now)
             elif phase in ("touching", "touched"):
                 flight.touched_at, flight.touched_wall, flight.reload_seen = now, float(entry.get("touched_wall") or 0), True

@@ -489,6 +489,44 @@ def test_a_vassal_restarted_since_the_crash_is_not_toggled_again(tmp_path):
     assert [r["name"] for r in result.reloaded] == ["web01"] and blocked(box) == []
 
 
+@pytest.mark.parametrize("toggled", [False, True], ids=["before the toggle", "after the toggle"])
+def test_a_run_killed_between_the_record_and_the_toggle_leaves_no_vassal_blocked(tmp_path, toggled):
+    """Seen on the lab: SIGKILL between the journal's entry and the FIFO's S; the guardian's S blocked a fine vassal."""
+    clock = FakeClock()
+    box = SimBox(clock, n=2)
+    journal = Journal(str(tmp_path), "/etc/vassals")
+    v = box.vassals["web01"]
+    journal.put("web01", action="reload", phase="blocking", pid=v.pid, respawns=v.respawns, last_mod=v.last_mod,
+                keys_before=["example.test"], keys_after=["example.test"])
+    if toggled:
+        box.block_subscriptions("web01")
+    finish = Reloader(Plan(changes=[]), params_of("1"), box.poll, box, clock, journal)
+    finish.adopt(journal.entries(), box.poll())
+    result = finish.run()
+    assert [r["name"] for r in result.reloaded] == ["web01"] and not result.failed
+    assert blocked(box) == [] and box.truly_active() == 2 and journal.entries() == {}
+    # Not toggled blindly: the guardian's only way to unblock a vassal it cannot see is a reload.
+    assert [a[0] for a in box.actions if a[0] != "unsubscribe"] == (["block", "touch"] if toggled else [])
+
+
+def test_the_journal_says_draining_only_once_the_toggle_is_written(tmp_path):
+    clock = FakeClock()
+    box = SimBox(clock, n=4, reload_time=3.0)
+    journal = Journal(str(tmp_path), "/etc/vassals")
+    phases = []
+    block = box.block_subscriptions
+
+    def recording_block(name):
+        phases.append(Journal(str(tmp_path), "/etc/vassals").entries()[name]["phase"])
+        block(name)
+        box.block_subscriptions = block  # one look is enough
+
+    box.block_subscriptions = recording_block
+    sigkill_at(box, clock, 1.0, params_of("2"), journal, touch=True)
+    assert phases == ["blocking"]
+    assert {e["phase"] for e in Journal(str(tmp_path), "/etc/vassals").entries().values()} == {"draining"}
+
+
 # -- the fast cycle: unsubscribe drain and FIFO reload ---------------------------------------
 
 def test_fast_cycle_is_the_restart_plus_the_readmission():
