@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.graceful.uwsgi.plugins.module_utils.emperor_host import recover
 from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_journal import Journal
 from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_params import ReloadParams, StatsUnavailable
-from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_plan import Plan, make_plan
+from ansible_collections.graceful.uwsgi.plugins.module_utils.reload_plan import make_plan
 from ansible_collections.graceful.uwsgi.plugins.module_utils.reloader import Reloader
 
 from .simulator import FakeClock, SimBox
@@ -414,9 +415,7 @@ def test_signal_in_the_middle_readmits_and_the_next_run_finishes(tmp_path):
         run(box, clock, "2", touch=True, journal=journal)
     clock.on_sleep = tick
     assert journal.entries(), "nothing recorded"
-    finish = Reloader(Plan(changes=[]), params_of("2"), box.poll, box, clock, journal)
-    finish.adopt(journal.entries(), box.poll())
-    result = finish.run()
+    result = recover(box, params_of("2"), journal, clock)
     assert not result.failed and journal.entries() == {}
     assert blocked(box) == [] and box.truly_active() == 4
 
@@ -448,9 +447,7 @@ def test_sigkill_while_draining_is_finished_by_the_next_holder_of_the_lock(tmp_p
     assert blocked(box) == ["web01", "web02"]
     left = Journal(str(tmp_path), "/etc/vassals").entries()
     assert sorted(left) == ["web01", "web02"] and {e["phase"] for e in left.values()} == {"draining"}
-    finish = Reloader(Plan(changes=[]), params, box.poll, box, clock, Journal(str(tmp_path), "/etc/vassals"))
-    finish.adopt(left, box.poll())
-    result = finish.run()
+    result = recover(box, params, Journal(str(tmp_path), "/etc/vassals"), clock)
     assert sorted(r["name"] for r in result.reloaded) == ["web01", "web02"]
     assert all(r["recovered"] for r in result.reloaded)
     assert blocked(box) == [] and box.truly_active() == 4
@@ -466,11 +463,15 @@ def test_sigkill_after_the_reload_of_a_hung_release_is_restored_by_the_next_run(
     params = params_of("1", timeout=10.0)
     sigkill_at(box, clock, 9.0, params, journal)
     assert box.vassals["web01"].stuck
-    finish = Reloader(Plan(changes=[]), params, box.poll, box, clock, journal)
-    finish.adopt(journal.entries(), box.poll())
-    result = finish.run()
+    result = recover(box, params, journal, clock)
     assert result.failed[0]["restored"] is True and box.vassals["web01"].running == "v1"
     assert journal.entries() == {} and box.truly_active() == 2
+
+
+def left_by_a_killed_run(journal, vassal, phase):
+    """The journal entry a run killed while it drained ``vassal`` leaves (the vassal itself unchanged)."""
+    journal.put(vassal.name, action="reload", phase=phase, pid=vassal.pid, respawns=vassal.respawns,
+                last_mod=vassal.last_mod, keys_before=["example.test"], keys_after=["example.test"])
 
 
 def test_a_vassal_restarted_since_the_crash_is_not_toggled_again(tmp_path):
@@ -479,12 +480,9 @@ def test_a_vassal_restarted_since_the_crash_is_not_toggled_again(tmp_path):
     box = SimBox(clock, n=2)
     journal = Journal(str(tmp_path), "/etc/vassals")
     v = box.vassals["web01"]
-    journal.put("web01", action="reload", phase="draining", pid=v.pid, respawns=v.respawns, last_mod=v.last_mod,
-                keys_before=["example.test"], keys_after=["example.test"])
+    left_by_a_killed_run(journal, v, "draining")
     v.pid += 100  # restarted by hand since: its subscriptions are no longer blocked
-    finish = Reloader(Plan(changes=[]), params_of("1"), box.poll, box, clock, journal)
-    finish.adopt(journal.entries(), box.poll())
-    result = finish.run()
+    result = recover(box, params_of("1"), journal, clock)
     assert not [a for a in box.actions if a[0] == "block"]
     assert [r["name"] for r in result.reloaded] == ["web01"] and blocked(box) == []
 
@@ -496,13 +494,10 @@ def test_a_run_killed_between_the_record_and_the_toggle_leaves_no_vassal_blocked
     box = SimBox(clock, n=2)
     journal = Journal(str(tmp_path), "/etc/vassals")
     v = box.vassals["web01"]
-    journal.put("web01", action="reload", phase="blocking", pid=v.pid, respawns=v.respawns, last_mod=v.last_mod,
-                keys_before=["example.test"], keys_after=["example.test"])
+    left_by_a_killed_run(journal, v, "blocking")
     if toggled:
         box.block_subscriptions("web01")
-    finish = Reloader(Plan(changes=[]), params_of("1"), box.poll, box, clock, journal)
-    finish.adopt(journal.entries(), box.poll())
-    result = finish.run()
+    result = recover(box, params_of("1"), journal, clock)
     assert [r["name"] for r in result.reloaded] == ["web01"] and not result.failed
     assert blocked(box) == [] and box.truly_active() == 2 and journal.entries() == {}
     # Not toggled blindly: the guardian's only way to unblock a vassal it cannot see is a reload.
