@@ -55,11 +55,10 @@ _value:
   type: dict
 """
 
+import importlib
+
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.graceful.uwsgi.plugins.module_utils.cluster_status import (
-    BoxInput, RouterInput, cluster_status as status_of, reading, releases_from_grep,
-)
 from ansible_collections.graceful.uwsgi.plugins.module_utils.inventory import FASTROUTER_NODE, MissingAddress, endpoints
 from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import FASTROUTER_TOLERANCE, ROUTER_TOLERANCE
 
@@ -71,6 +70,10 @@ def box_node(box, hostvars):
 
 def cluster_status(hostvars, routers, boxes):
     """``{'routers': lines, 'boxes': lines, 'problems': lines}``."""
+    # Imported here: Ansible imports every filter file of the collection in each worker that resolves any
+    # of its filters, and only status.yml calls this one.
+    status = importlib.import_module("ansible_collections.graceful.uwsgi.plugins.module_utils.cluster_status")
+    RouterInput, BoxInput, reading = status.RouterInput, status.BoxInput, status.reading
     router_inputs = [RouterInput(name=r, stats=reading(hostvars[r].get("uwsgi_status_router")),
                                  tolerance=int(hostvars[r].get("http_router_subscription_tolerance", ROUTER_TOLERANCE)))
                      for r in routers or []]
@@ -85,9 +88,9 @@ def cluster_status(hostvars, routers, boxes):
         box_inputs.append(BoxInput(
             name=box, node=node, emperor=reading(variables.get("uwsgi_status_emperor")),
             fastrouter=reading(variables.get("uwsgi_status_fastrouter")),
-            releases=releases_from_grep(releases.get("stdout_lines") or []),
+            releases=status.releases_from_grep(releases.get("stdout_lines") or []),
             tolerance=int(variables.get("fastrouter_subscription_tolerance", FASTROUTER_TOLERANCE))))
-    return status_of(router_inputs, box_inputs, configured_domains(hostvars, boxes or []))
+    return status.cluster_status(router_inputs, box_inputs, configured_domains(hostvars, boxes or []))
 
 
 def configured_domains(hostvars, boxes):

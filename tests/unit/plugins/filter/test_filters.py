@@ -174,3 +174,25 @@ def test_without_env_keeps_everything_but_the_environment():
     assert without_env(apps) == [{"name": "shop", "domains": ["shop.test"]}, {"name": "api"}]
     assert apps[0]["env"] == {"TOKEN": "s3cret"}, "the input changed"
     assert without_env(None) == []
+
+
+def test_the_filter_files_import_nothing_heavy():
+    """Ansible imports every filter file of the collection in each worker (one per task and host) that
+    resolves any of its filters: cryptography (about 0.1 s of CPU) and the reload code wait for the filter
+    that uses them."""
+    import os
+    import subprocess
+    import sys
+
+    filters = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "plugins", "filter")
+    names = sorted(n[:-3] for n in os.listdir(filters) if n.endswith(".py"))
+    code = ("import sys\n"
+            "for name in %r:\n"
+            "    __import__('ansible_collections.graceful.uwsgi.plugins.filter.' + name)\n"
+            "heavy = sorted(m for m in sys.modules if m.startswith('cryptography')\n"
+            "               or m.endswith(('module_utils.cluster_status', 'module_utils.reloader')))\n"
+            "print(heavy)\n" % names)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "tls" in names and "cluster_status" in names
+    assert out.stdout.strip() == "[]"

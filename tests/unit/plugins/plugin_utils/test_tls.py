@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ansible_collections.graceful.uwsgi.plugins.filter import tls as tls_filter
+from ansible_collections.graceful.uwsgi.plugins.plugin_utils import tls as tls_rules
 from ansible_collections.graceful.uwsgi.plugins.plugin_utils.tls import (
     certificate_names,
     certificate_problems,
@@ -369,7 +370,7 @@ def test_filter_error_on_a_key_does_not_quote_it():
 
 
 def test_filters_say_when_cryptography_is_missing(monkeypatch):
-    monkeypatch.setattr(tls_filter, "HAS_CRYPTOGRAPHY", False)
+    monkeypatch.setattr(tls_rules, "HAS_CRYPTOGRAPHY", False)
     for call in (lambda: tls_filter.tls_certificate_problems([], []), lambda: tls_filter.tls_sni([], []),
                  lambda: tls_filter.tls_fingerprint(SHOP[0])):
         with pytest.raises(AnsibleFilterError, match="'cryptography' is missing on the controller"):
