@@ -56,6 +56,7 @@ from metrics_watch import MetricsWatch, label, matching, scrape  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB_VARS = os.path.join(ROOT, "tests", "lab_vars.yml")
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
+from ansible_collections.graceful.uwsgi.plugins.module_utils.fleet import batches, rounds  # noqa: E402
 from ansible_collections.graceful.uwsgi.plugins.module_utils.subscriptions import live_nodes, node_is_fresh  # noqa: E402
 
 # A node counts as listed by a router while its last announce is at most this old: the routers' own
@@ -553,6 +554,12 @@ def case_rotate(lab: Lab, keys_dir: str = KEYS_DIR) -> dict:
     check(out.returncode == 0, "the rotation failed:\n%s\n%s" % (out.stdout[-4000:], out.stderr[-2000:]))
     check(not other, "requests failed outside the routers' restarts or through an edge: %s"
           % [(s.target, s.detail) for s in other])
+    # The boxes went in the batches of a release (a box whose fastrouter restarts counts as entirely out).
+    plays = re.findall(r"^PLAY \[(Sign every|Check the next key on the fastrouters|Make the next key)", out.stdout, re.M)
+    went = [plays.count(phase) for phase in ("Sign every", "Check the next key on the fastrouters", "Make the next key")]
+    planned = [rounds(len(lab.boxes), batches(len(lab.boxes), 1, "25%", minimum)) for minimum in ("50%", "0%", "50%")]
+    print("rotate: batches of the %d boxes in the three phases: %s (planned %s)" % (len(lab.boxes), went, planned))
+    check(went == planned, "the rotation went in %s batches, not the planned %s" % (went, planned))
     for name, old in before.items():
         new = open(os.path.join(keys_dir, name + ".pem"), "rb").read()
         retired = open(os.path.join(keys_dir, name + ".retired.pem"), "rb").read()
