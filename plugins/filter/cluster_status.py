@@ -55,8 +55,6 @@ _value:
   type: dict
 """
 
-import importlib
-
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.graceful.uwsgi.plugins.module_utils.inventory import FASTROUTER_NODE, MissingAddress, endpoints
@@ -72,10 +70,11 @@ def cluster_status(hostvars, routers, boxes):
     """``{'routers': lines, 'boxes': lines, 'problems': lines}``."""
     # Imported here: Ansible imports every filter file of the collection in each worker that resolves any
     # of its filters, and only status.yml calls this one.
-    status = importlib.import_module("ansible_collections.graceful.uwsgi.plugins.module_utils.cluster_status")
-    RouterInput, BoxInput, reading = status.RouterInput, status.BoxInput, status.reading
-    router_inputs = [RouterInput(name=r, stats=reading(hostvars[r].get("uwsgi_status_router")),
-                                 tolerance=int(hostvars[r].get("http_router_subscription_tolerance", ROUTER_TOLERANCE)))
+    from ansible_collections.graceful.uwsgi.plugins.module_utils import cluster_status as status
+
+    router_inputs = [status.RouterInput(name=r, stats=status.reading(hostvars[r].get("uwsgi_status_router")),
+                                        tolerance=int(hostvars[r].get("http_router_subscription_tolerance",
+                                                                      ROUTER_TOLERANCE)))
                      for r in routers or []]
     box_inputs = []
     for box in boxes or []:
@@ -85,9 +84,9 @@ def cluster_status(hostvars, routers, boxes):
         except MissingAddress:
             node = ""  # the table still shows the box, without its node
         releases = variables.get("uwsgi_status_releases") or {}
-        box_inputs.append(BoxInput(
-            name=box, node=node, emperor=reading(variables.get("uwsgi_status_emperor")),
-            fastrouter=reading(variables.get("uwsgi_status_fastrouter")),
+        box_inputs.append(status.BoxInput(
+            name=box, node=node, emperor=status.reading(variables.get("uwsgi_status_emperor")),
+            fastrouter=status.reading(variables.get("uwsgi_status_fastrouter")),
             releases=status.releases_from_grep(releases.get("stdout_lines") or []),
             tolerance=int(variables.get("fastrouter_subscription_tolerance", FASTROUTER_TOLERANCE))))
     return status.cluster_status(router_inputs, box_inputs, configured_domains(hostvars, boxes or []))

@@ -11,7 +11,6 @@ which domain (SNI) and name a certificate by its fingerprint. The rules are in
 
 from __future__ import annotations
 
-import importlib
 from datetime import datetime, timezone
 
 from ansible.errors import AnsibleFilterError
@@ -24,10 +23,11 @@ def _require(filter_name):
     each worker that resolves any of its filters, and cryptography would
     cost every such task of every playbook about 0.1 s of CPU.
     """
-    tls = importlib.import_module("ansible_collections.graceful.uwsgi.plugins.plugin_utils.tls")
-    if not tls.HAS_CRYPTOGRAPHY:
-        raise AnsibleFilterError("%s: %s" % (filter_name, tls.CRYPTOGRAPHY_MISSING))
-    return tls
+    from ansible_collections.graceful.uwsgi.plugins.plugin_utils import tls as rules
+
+    if not rules.HAS_CRYPTOGRAPHY:
+        raise AnsibleFilterError("%s: %s" % (filter_name, rules.CRYPTOGRAPHY_MISSING))
+    return rules
 
 
 def _check_lists(filter_name, certificates, cluster_domains):

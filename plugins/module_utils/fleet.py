@@ -14,7 +14,7 @@ vassals; ``max_unavailable`` caps that share.
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 
 class FleetError(ValueError):
@@ -79,6 +79,51 @@ def batches(boxes: int, canary: int = 1, max_unavailable: Any = "25%", minimum_a
         raise FleetError("rolling_reload_canary=%d must be 0 (no canary) or more" % canary)
     size = batch_size(boxes, max_unavailable, minimum_active)
     return [canary, size] if canary else [size]
+
+
+# The variables of a box that set its batches (the rolling_reload role's).
+SETTINGS = (("canary", "rolling_reload_canary"), ("max_unavailable", "rolling_reload_max_unavailable"),
+            ("serial", "rolling_reload_serial"))
+MINIMUM_ACTIVE = "rolling_reload_minimum_active"
+
+
+def _set(value: Any) -> bool:
+    return value not in (None, "")
+
+
+def strictest(boxes: List[Any], defaults: Mapping[str, Any], minimum_from: Optional[str] = MINIMUM_ACTIVE) -> Dict[str, Any]:
+    """The batch settings of ``boxes`` (``(name, variables)`` pairs), the strictest where they differ.
+
+    Each setting is the box's variable (:data:`SETTINGS`, and ``minimum_from``
+    for ``minimum_active``) or else ``defaults[setting]``: the largest canary,
+    the smallest budget and fixed batch, the minimum that leaves the most of
+    a box out.  ``minimum_from`` None: every box has ``defaults['minimum_active']``.
+    A bad value raises FleetError naming the box.
+    """
+    chosen: Optional[Dict[str, Any]] = None
+    for name, variables in boxes:
+        own = dict(defaults)
+        for setting, variable in SETTINGS + (("minimum_active", minimum_from),):
+            found = variables.get(variable) if variable else None
+            if _set(found):
+                own[setting] = found
+        try:
+            # Checks the box's own values, naming the variable at fault.
+            batches(1, own.get("canary", 1), own.get("max_unavailable", "25%"), own.get("minimum_active", "50%"),
+                    own.get("serial"))
+        except FleetError as exc:
+            raise FleetError("app box %s: %s" % (name, exc))
+        if chosen is None:
+            chosen = own
+            continue
+        chosen["canary"] = max(int(chosen.get("canary", 1)), int(own.get("canary", 1)))
+        if fraction(own.get("max_unavailable", "25%"), "") < fraction(chosen.get("max_unavailable", "25%"), ""):
+            chosen["max_unavailable"] = own["max_unavailable"]
+        if _set(own.get("serial")) and (not _set(chosen.get("serial")) or int(own["serial"]) < int(chosen["serial"])):
+            chosen["serial"] = own["serial"]
+        if box_share(own.get("minimum_active", "50%")) > box_share(chosen.get("minimum_active", "50%")):
+            chosen["minimum_active"] = own["minimum_active"]
+    return dict(defaults) if chosen is None else chosen
 
 
 def rounds(boxes: int, plan: List[int]) -> int:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from ansible.errors import AnsibleFilterError
 
@@ -180,10 +184,6 @@ def test_the_filter_files_import_nothing_heavy():
     """Ansible imports every filter file of the collection in each worker (one per task and host) that
     resolves any of its filters: cryptography (about 0.1 s of CPU) and the reload code wait for the filter
     that uses them."""
-    import os
-    import subprocess
-    import sys
-
     filters = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "plugins", "filter")
     names = sorted(n[:-3] for n in os.listdir(filters) if n.endswith(".py"))
     code = ("import sys\n"
