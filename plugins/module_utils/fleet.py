@@ -95,7 +95,8 @@ def strictest(boxes: List[Any], defaults: Mapping[str, Any], minimum_from: Optio
     """The batch settings of ``boxes`` (``(name, variables)`` pairs), the strictest where they differ.
 
     Each setting is the box's variable (:data:`SETTINGS`, and ``minimum_from``
-    for ``minimum_active``) or else ``defaults[setting]``: the largest canary,
+    for ``minimum_active``) or else ``defaults[setting]`` (``defaults`` has all
+    four: canary, max_unavailable, minimum_active, serial): the largest canary,
     the smallest budget and fixed batch, the minimum that leaves the most of
     a box out.  ``minimum_from`` None: every box has ``defaults['minimum_active']``.
     A bad value raises FleetError naming the box.
@@ -109,19 +110,18 @@ def strictest(boxes: List[Any], defaults: Mapping[str, Any], minimum_from: Optio
                 own[setting] = found
         try:
             # Checks the box's own values, naming the variable at fault.
-            batches(1, own.get("canary", 1), own.get("max_unavailable", "25%"), own.get("minimum_active", "50%"),
-                    own.get("serial"))
+            batches(1, own["canary"], own["max_unavailable"], own["minimum_active"], own["serial"])
         except FleetError as exc:
             raise FleetError("app box %s: %s" % (name, exc))
         if chosen is None:
             chosen = own
             continue
-        chosen["canary"] = max(int(chosen.get("canary", 1)), int(own.get("canary", 1)))
-        if fraction(own.get("max_unavailable", "25%"), "") < fraction(chosen.get("max_unavailable", "25%"), ""):
+        chosen["canary"] = max(int(chosen["canary"]), int(own["canary"]))
+        if fraction(own["max_unavailable"], "") < fraction(chosen["max_unavailable"], ""):
             chosen["max_unavailable"] = own["max_unavailable"]
-        if _set(own.get("serial")) and (not _set(chosen.get("serial")) or int(own["serial"]) < int(chosen["serial"])):
+        if _set(own["serial"]) and (not _set(chosen["serial"]) or int(own["serial"]) < int(chosen["serial"])):
             chosen["serial"] = own["serial"]
-        if box_share(own.get("minimum_active", "50%")) > box_share(chosen.get("minimum_active", "50%")):
+        if box_share(own["minimum_active"]) > box_share(chosen["minimum_active"]):
             chosen["minimum_active"] = own["minimum_active"]
     return dict(defaults) if chosen is None else chosen
 
